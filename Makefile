@@ -1,0 +1,48 @@
+# The two commands a user needs: `make demo` and `make test`. Everything else is a step of those.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+REPO ?= build/model_repository
+PRESET ?= tiny
+DEMO_DIR := build/demo
+HTTP_PORT ?= 8000
+GRPC_PORT ?= 8001
+METRICS_PORT ?= 8002
+
+.PHONY: demo test install export serve clean
+
+# --- install: a Python 3.11 venv with the pinned export/server stack and both packages (editable) -----
+install: $(VENV)/.installed
+$(VENV)/.installed: requirements/server.txt requirements/server-nodeps.txt pyproject.toml client/pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements/server.txt
+	$(PY) -m pip install -q --no-deps -r requirements/server-nodeps.txt
+	$(PY) -m pip install -q --no-deps -e . -e ./client
+	touch $@
+
+# --- export: graphs + configs into the model repository (re-run when the export code changes) ----------
+EXPORT_SOURCES := $(shell find export musicgen model_repository client/musicgen_client -name '*.py' -o -name '*.in')
+export: $(REPO)/.exported-$(PRESET)
+$(REPO)/.exported-$(PRESET): $(VENV)/.installed $(EXPORT_SOURCES)
+	rm -f $(REPO)/.exported-*
+	$(PY) -m export audioldm --preset $(PRESET) --out $(REPO)
+	touch $@
+
+# --- serve: tritonserver on 127.0.0.1 (HTTP 8000, gRPC 8001, metrics 8002) until Ctrl-C ---------------
+serve: export
+	$(PY) -m musicgen.server --repository $(REPO) --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) \
+		--metrics-port $(METRICS_PORT)
+
+# --- demo: install, export the tiny models, start the server, generate music, print where it went ------
+demo: export
+	PYTHON=$(PY) REPO=$(REPO) OUT=$(DEMO_DIR) bash scripts/demo.sh
+
+# --- test: unit, export parity and end-to-end tests against a real tritonserver ----------------------
+test: export
+	MUSICGEN_REPOSITORY=$(REPO) $(PY) -m pytest -q tests
+
+clean:
+	rm -rf build

@@ -1,0 +1,124 @@
+"""The served interface: model names, tensor names, dtypes and parameter ranges, defined once.
+
+Shared by the export scripts, the model-repository generator, the orchestrators and this client, so a
+renamed tensor breaks loudly everywhere at once. No third-party imports: the client stays light.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One input or output of a served model, as it appears in config.pbtxt."""
+
+    name: str
+    datatype: str  # Triton datatype string: BYTES, FP32, INT32, INT64
+    dims: Tuple[int, ...]
+    optional: bool = False
+
+
+@dataclass(frozen=True)
+class ParameterRange:
+    """A scalar request parameter: its default and the closed range it must lie in."""
+
+    name: str
+    default: Optional[float]
+    minimum: float
+    maximum: float
+
+    def problem(self, value: float) -> Optional[str]:
+        """What is wrong with `value` (its value and the allowed range), or None when it is fine."""
+        if not math.isfinite(value) or not (self.minimum <= value <= self.maximum):
+            return f"{value!r} is out of range: allowed {self.minimum} to {self.maximum}"
+        return None
+
+    def check(self, value: float) -> None:
+        """Raise ValueError naming the field, the value and the allowed range."""
+        problem = self.problem(value)
+        if problem:
+            raise ValueError(f"{self.name}: {problem}")
+
+
+# ---- orchestrators -------------------------------------------------------------------------
+TEXT2MUSIC = "text2music"
+IMAGE2MUSIC = "image2music"
+
+PROMPT = "prompt"
+NEGATIVE_PROMPT = "negative_prompt"
+NUM_INFERENCE_STEPS = "num_inference_steps"
+AUDIO_LENGTH_IN_S = "audio_length_in_s"
+GUIDANCE_SCALE = "guidance_scale"
+SEED = "seed"
+AUDIO = "audio"
+SAMPLING_RATE = "sampling_rate"
+
+# Longest prompt accepted, in UTF-8 bytes. CLAP truncates at its token limit anyway; this bound only
+# keeps a hostile request from making the tokenizer chew megabytes.
+MAX_PROMPT_BYTES = 4096
+
+STEPS_RANGE = ParameterRange(NUM_INFERENCE_STEPS, 20, 1, 500)
+LENGTH_RANGE = ParameterRange(AUDIO_LENGTH_IN_S, 5.0, 0.0, 60.0)  # the model adds its own minimum
+GUIDANCE_RANGE = ParameterRange(GUIDANCE_SCALE, 2.5, 0.0, 30.0)  # <= 1 turns guidance off
+SEED_RANGE = ParameterRange(SEED, None, 0, 2**63 - 1)  # no seed: the server draws one and returns it
+
+AUDIO_OPTION_INPUTS = (
+    TensorSpec(NEGATIVE_PROMPT, "BYTES", (1,), optional=True),
+    TensorSpec(NUM_INFERENCE_STEPS, "INT32", (1,), optional=True),
+    TensorSpec(AUDIO_LENGTH_IN_S, "FP32", (1,), optional=True),
+    TensorSpec(GUIDANCE_SCALE, "FP32", (1,), optional=True),
+    TensorSpec(SEED, "INT64", (1,), optional=True),
+)
+AUDIO_OUTPUTS = (
+    TensorSpec(AUDIO, "FP32", (-1,)),
+    TensorSpec(SEED, "INT64", (1,)),
+    TensorSpec(SAMPLING_RATE, "INT32", (1,)),
+)
+TEXT2MUSIC_INPUTS = (TensorSpec(PROMPT, "BYTES", (1,)),) + AUDIO_OPTION_INPUTS
+TEXT2MUSIC_OUTPUTS = AUDIO_OUTPUTS
+
+# ---- AudioLDM components (each served on its own) --------------------------------------------
+AUDIOLDM_TEXT_ENCODER = "audioldm_text_encoder"
+AUDIOLDM_UNET = "audioldm_unet"
+AUDIOLDM_VAE_DECODER = "audioldm_vae_decoder"
+AUDIOLDM_VOCODER = "audioldm_vocoder"
+
+
+@dataclass(frozen=True)
+class ComponentSpec:
+    """A graph-backed component model: the tensors of its exported graph, in graph order."""
+
+    name: str
+    inputs: Tuple[TensorSpec, ...]
+    outputs: Tuple[TensorSpec, ...]
+
+
+AUDIOLDM_COMPONENTS = (
+    ComponentSpec(
+        AUDIOLDM_TEXT_ENCODER,
+        inputs=(TensorSpec("input_ids", "INT64", (-1, -1)), TensorSpec("attention_mask", "INT64", (-1, -1))),
+        outputs=(TensorSpec("text_embeds", "FP32", (-1, -1)),),  # L2-normalised CLAP projection
+    ),
+    ComponentSpec(
+        AUDIOLDM_UNET,
+        inputs=(
+            TensorSpec("sample", "FP32", (-1, -1, -1, -1)),
+            TensorSpec("timestep", "FP32", (-1,)),  # one per row of `sample`
+            TensorSpec("class_labels", "FP32", (-1, -1)),
+        ),
+        outputs=(TensorSpec("noise_pred", "FP32", (-1, -1, -1, -1)),),
+    ),
+    ComponentSpec(
+        AUDIOLDM_VAE_DECODER,
+        inputs=(TensorSpec("latents", "FP32", (-1, -1, -1, -1)),),  # unscaled: the graph divides
+        outputs=(TensorSpec("mel_spectrogram", "FP32", (-1, -1, -1)),),  # [batch, frames, mel bins]
+    ),
+    ComponentSpec(
+        AUDIOLDM_VOCODER,
+        inputs=(TensorSpec("mel_spectrogram", "FP32", (-1, -1, -1)),),
+        outputs=(TensorSpec("waveform", "FP32", (-1, -1)),),
+    ),
+)
+COMPONENTS_BY_NAME = {c.name: c for c in AUDIOLDM_COMPONENTS}

@@ -1,0 +1,181 @@
+"""The conversion core every model family shares: eager Layer → Paddle inference graph → ONNX graph → parity.
+
+Recipe (measured in FEASIBILITY.md): `paddle.jit.to_static(full_graph=True)` + `paddle.jit.save` writes a PIR
+program (model.json + model.pdiparams); paddle2onnx turns that into ONNX. paddle2onnx abort()s the whole
+process on an unsupported op, so it always runs in a child process. Parity runs both graphs through the same
+runtime the server uses and compares with the eager module on the same inputs.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import subprocess
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, ContextManager, Dict, List, Sequence
+
+import numpy as np
+
+from musicgen_client.interface import ComponentSpec
+from musicgen.runtime import ONNX_FILE, PADDLE_DIR, PADDLE_PARAMS, PADDLE_PROGRAM, RuntimeOptions, open_graph
+
+logger = logging.getLogger(__name__)
+
+ONNX_OPSET = 17
+PARITY_FILE = "parity.json"
+
+
+_PADDLE_DTYPES = {"INT64": "int64", "FP32": "float32"}
+
+
+class ExportError(RuntimeError):
+    """A conversion failed or its graph disagrees with the eager model."""
+
+
+def save_paddle_inference(layer, input_spec: Sequence, version_dir: Path) -> Path:
+    """Trace `layer` with `input_spec` and save the Paddle inference graph into version_dir/paddle/."""
+    import paddle
+
+    layer.eval()
+    out_dir = Path(version_dir) / PADDLE_DIR
+    out_dir.mkdir(parents=True, exist_ok=True)
+    static = paddle.jit.to_static(layer, input_spec=list(input_spec), full_graph=True)
+    paddle.jit.save(static, str(out_dir / "model"))
+    if not (out_dir / PADDLE_PROGRAM).exists():
+        raise ExportError(f"paddle.jit.save wrote no {PADDLE_PROGRAM} in {out_dir} (is PIR enabled?)")
+    return out_dir
+
+
+def convert_to_onnx(version_dir: Path, timeout_s: float = 1800) -> Path:
+    """Convert version_dir/paddle/ to version_dir/model.onnx in a child process."""
+    version_dir = Path(version_dir)
+    paddle_dir = version_dir / PADDLE_DIR
+    target = version_dir / ONNX_FILE
+    cmd = [sys.executable, "-m", "export.onnx_convert", str(paddle_dir), str(target)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=_child_env())
+    if proc.returncode != 0 or not target.exists():
+        tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-30:])
+        raise ExportError(f"paddle2onnx failed for {paddle_dir} (exit {proc.returncode}):\n{tail}")
+    return target
+
+
+def _child_env() -> Dict[str, str]:
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+@dataclass
+class ParityResult:
+    component: str
+    backend: str
+    output: str
+    max_abs: float
+    max_rel: float  # max |a-b| / max |reference|: robust where the reference crosses zero
+    tolerance: float
+
+    @property
+    def ok(self) -> bool:
+        return self.max_rel <= self.tolerance
+
+
+def compare(reference: np.ndarray, candidate: np.ndarray) -> tuple:
+    if reference.shape != candidate.shape:
+        raise ExportError(f"shape mismatch: eager {reference.shape} vs graph {candidate.shape}")
+    diff = np.abs(reference.astype(np.float64) - candidate.astype(np.float64))
+    scale = max(float(np.abs(reference).max()), 1e-12)
+    return float(diff.max()), float(diff.max() / scale)
+
+
+def check_parity(
+    component: str,
+    version_dir: Path,
+    eager_fn: Callable[[Dict[str, np.ndarray]], List[np.ndarray]],
+    feeds: Dict[str, np.ndarray],
+    output_names: Sequence[str],
+    tolerance: float,
+    backends: Sequence[str] = ("paddle", "onnxruntime"),
+) -> List[ParityResult]:
+    """Run each exported format on `feeds`, compare with the eager outputs, write parity.json, raise if off."""
+    expected = eager_fn(feeds)
+    results = []
+    for backend in backends:
+        runner = open_graph(version_dir, RuntimeOptions(backend=backend))
+        got = runner.run(feeds)
+        for name, ref, out in zip(output_names, expected, got):
+            max_abs, max_rel = compare(ref, out)
+            results.append(ParityResult(component, backend, name, max_abs, max_rel, tolerance))
+    report = {
+        "component": component,
+        "inputs": {k: list(v.shape) for k, v in feeds.items()},
+        "results": [asdict(r) | {"ok": r.ok} for r in results],
+    }
+    (Path(version_dir) / PARITY_FILE).write_text(json.dumps(report, indent=2))
+    for r in results:
+        logger.info("parity %s/%s %s: max abs %.3g, rel %.3g (tol %.0e)", component, r.backend, r.output,
+                    r.max_abs, r.max_rel, r.tolerance)
+    bad = [r for r in results if not r.ok]
+    if bad:
+        raise ExportError(f"{component}: exported graph disagrees with eager: {[asdict(r) for r in bad]}")
+    return results
+
+
+def paddle_outputs(layer) -> Callable[[Dict[str, np.ndarray]], List[np.ndarray]]:
+    """Wrap an eager Layer as numpy-in, list-of-numpy-out, keyword inputs."""
+    import paddle
+
+    def run(feeds: Dict[str, np.ndarray]) -> List[np.ndarray]:
+        with paddle.no_grad():
+            out = layer(**{k: paddle.to_tensor(v) for k, v in feeds.items()})
+        outs = out if isinstance(out, (list, tuple)) else [out]
+        return [o.numpy() for o in outs]
+
+    return run
+
+
+
+@dataclass(frozen=True)
+class Component:
+    """One exportable graph: how its eager Layer loads from a weights folder, and how to feed it for parity."""
+
+    spec: ComponentSpec
+    load: Callable[[Path], object]  # weights folder -> eager paddle Layer whose forward takes spec.inputs
+    sample_feeds: Callable[[Path, np.random.Generator], Dict[str, np.ndarray]]
+    tolerance: float  # max |graph - eager| / max |eager|
+    trace_context: Callable[[], ContextManager] = contextlib.nullcontext  # patches active while tracing
+
+    def input_spec(self) -> list:
+        import paddle
+
+        return [
+            paddle.static.InputSpec(shape=list(t.dims), dtype=_PADDLE_DTYPES[t.datatype], name=t.name)
+            for t in self.spec.inputs
+        ]
+
+
+def export_component(component: Component, weights: Path, version_dir: Path, seed: int = 0) -> List[ParityResult]:
+    """Eager → Paddle inference → ONNX for one component, then check both graphs against eager."""
+    layer = component.load(Path(weights))
+    layer.eval()
+    feeds = component.sample_feeds(Path(weights), np.random.default_rng(seed))
+    # Eager outputs first: tracing may mutate cached state on some models.
+    reference = paddle_outputs(layer)(feeds)
+    with component.trace_context():
+        save_paddle_inference(layer, component.input_spec(), version_dir)
+    convert_to_onnx(version_dir)
+    return check_parity(
+        component.spec.name, version_dir, lambda _: reference, feeds,
+        [t.name for t in component.spec.outputs], component.tolerance,
+    )
+
+
+def run_job(family: str, component: str, weights: Path, version_dir: Path) -> None:
+    """Export one component in a child process (export.job); its log streams through, failures raise."""
+    cmd = [sys.executable, "-m", "export.job", family, component, str(weights), str(version_dir)]
+    proc = subprocess.run(cmd, env=_child_env())
+    if proc.returncode != 0:
+        raise ExportError(f"exporting {family}/{component} failed (exit {proc.returncode}); see the log above")

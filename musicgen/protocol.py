@@ -1,0 +1,138 @@
+"""Typed requests at the boundary: one dataclass per served request, parsed and validated in one place.
+
+Errors carry the field, the value and the allowed range; `status_of` maps every error type to the status a
+caller sees. No Triton import here: model.py adapters turn these into Triton responses.
+"""
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Dict, Optional
+
+import numpy as np
+
+from musicgen_client import interface as api
+
+
+class InvalidRequestError(ValueError):
+    """The caller's mistake: 400 / INVALID_ARGUMENT."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+class StageError(RuntimeError):
+    """A downstream model failed: 500 / INTERNAL, naming the stage."""
+
+    def __init__(self, stage: str, message: str):
+        super().__init__(f"stage {stage} failed: {message}")
+        self.stage = stage
+
+
+class CancelledError(RuntimeError):
+    """The client went away; the work stopped early."""
+
+
+def status_of(exc: BaseException) -> str:
+    """The one mapping from our errors to a status: 'invalid_argument', 'cancelled' or 'internal'."""
+    if isinstance(exc, InvalidRequestError):
+        return "invalid_argument"
+    if isinstance(exc, CancelledError):
+        return "cancelled"
+    return "internal"
+
+
+@dataclass(frozen=True)
+class AudioOptions:
+    """The AudioLDM parameters shared by text2music and image2music."""
+
+    negative_prompt: Optional[str] = None
+    num_inference_steps: int = int(api.STEPS_RANGE.default)
+    audio_length_in_s: float = float(api.LENGTH_RANGE.default)
+    guidance_scale: float = float(api.GUIDANCE_RANGE.default)
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class TextToMusicRequest:
+    prompt: str
+    options: AudioOptions
+
+
+Inputs = Dict[str, Optional[np.ndarray]]  # tensor name -> array, None when the request omitted it
+
+
+def _scalar(inputs: Inputs, name: str) -> Optional[np.ndarray]:
+    value = inputs.get(name)
+    if value is None:
+        return None
+    if value.size != 1:
+        raise InvalidRequestError(name, f"expected exactly one value, got shape {list(value.shape)}")
+    return value.reshape(())
+
+
+def _text(inputs: Inputs, name: str, required: bool) -> Optional[str]:
+    value = _scalar(inputs, name)
+    if value is None:
+        if required:
+            raise InvalidRequestError(name, "is required")
+        return None
+    raw = value.item()
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8")
+    if not isinstance(raw, bytes):
+        raise InvalidRequestError(name, "must be a UTF-8 string (BYTES)")
+    if len(raw) > api.MAX_PROMPT_BYTES:
+        raise InvalidRequestError(name, f"is {len(raw)} bytes long: allowed at most {api.MAX_PROMPT_BYTES}")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidRequestError(name, f"is not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
+    if "\x00" in text:
+        raise InvalidRequestError(name, "must not contain NUL characters")
+    if required and not text.strip():
+        raise InvalidRequestError(name, "must not be empty")
+    return text
+
+
+def _number(inputs: Inputs, rng: api.ParameterRange, cast, minimum: Optional[float] = None):
+    value = _scalar(inputs, rng.name)
+    if value is None:
+        return None
+    if value.dtype == np.float32:
+        # The shortest decimal that is this float32: what the caller typed (1.03, not 1.0299999713897705).
+        # It matters: ppdiffusers floors length / 10 ms to mel frames, so 1.0299999 s would lose a frame.
+        number = cast(str(value))
+    else:
+        number = cast(value.item())
+    problem = rng.problem(number)
+    if problem:
+        raise InvalidRequestError(rng.name, problem)
+    if minimum is not None and number < minimum:
+        raise InvalidRequestError(rng.name, f"{number!r} is below this model's minimum {minimum:.4g}")
+    return number
+
+
+def parse_audio_options(inputs: Inputs, min_audio_length_in_s: float = 0.0) -> AudioOptions:
+    """Validate the AudioLDM options; absent ones take the served defaults, an absent seed a fresh one."""
+    negative = _text(inputs, api.NEGATIVE_PROMPT, required=False)
+    steps = _number(inputs, api.STEPS_RANGE, int)
+    length = _number(inputs, api.LENGTH_RANGE, float, minimum=min_audio_length_in_s)
+    guidance = _number(inputs, api.GUIDANCE_RANGE, float)
+    seed = _number(inputs, api.SEED_RANGE, int)
+    defaults = AudioOptions()
+    return AudioOptions(
+        negative_prompt=negative or None,
+        num_inference_steps=defaults.num_inference_steps if steps is None else steps,
+        audio_length_in_s=defaults.audio_length_in_s if length is None else length,
+        guidance_scale=defaults.guidance_scale if guidance is None else guidance,
+        seed=secrets.randbelow(int(api.SEED_RANGE.maximum) + 1) if seed is None else seed,
+    )
+
+
+def parse_text_to_music(inputs: Inputs, min_audio_length_in_s: float = 0.0) -> TextToMusicRequest:
+    return TextToMusicRequest(
+        prompt=_text(inputs, api.PROMPT, required=True),
+        options=parse_audio_options(inputs, min_audio_length_in_s),
+    )

@@ -1,0 +1,91 @@
+"""Lay out a Triton model repository: one folder per model, config.pbtxt filled from the one template.
+
+The template (`model_repository/config.pbtxt.in`) has `${key}` slots; `fill_template` refuses unknown keys
+and unfilled slots, so a typo fails the build instead of serving a half-written config. Tensor blocks come
+from the served interface and parameters from each model's declaration in `musicgen.params`.
+"""
+from __future__ import annotations
+
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Mapping, Sequence
+
+from musicgen_client.interface import TensorSpec
+
+from .params import Param
+
+SOURCE = Path(__file__).resolve().parent.parent / "model_repository"
+TEMPLATE = SOURCE / "config.pbtxt.in"
+_SLOT = re.compile(r"\$\{(\w+)\}")
+_TRITON_TYPES = {"BYTES": "TYPE_STRING", "FP32": "TYPE_FP32", "INT32": "TYPE_INT32", "INT64": "TYPE_INT64"}
+
+
+def fill_template(template: str, values: Mapping[str, Any]) -> str:
+    """Replace every `${key}`; unknown keys and unfilled slots are errors."""
+    slots = set(_SLOT.findall(template))
+    unknown = sorted(set(values) - slots)
+    if unknown:
+        raise KeyError(f"template has no slot for {unknown}; its slots are {sorted(slots)}")
+    missing = sorted(slots - set(values))
+    if missing:
+        raise KeyError(f"template slots left unfilled: {missing}")
+    return _SLOT.sub(lambda m: str(values[m.group(1)]), template)
+
+
+def tensor_block(kind: str, specs: Sequence[TensorSpec]) -> str:
+    entries = []
+    for t in specs:
+        lines = [f'    name: "{t.name}"', f"    data_type: {_TRITON_TYPES[t.datatype]}",
+                 f"    dims: [ {', '.join(map(str, t.dims))} ]"]
+        if t.optional:
+            lines.append("    optional: true")
+        entries.append("  {\n" + "\n".join(lines) + "\n  }")
+    return f"{kind} [\n" + ",\n".join(entries) + "\n]"
+
+
+def parameters_block(schema: Sequence[Param], values: Mapping[str, Any]) -> str:
+    known = {p.name: p for p in schema}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise KeyError(f"unknown parameters {unknown}: the model takes {sorted(known)}")
+    blocks = []
+    for name, param in known.items():
+        text = param.render(values.get(name, param.default))
+        param.parse(text)  # the server will parse it back: fail here, not at load time
+        blocks.append(f'parameters {{ key: "{name}" value: {{ string_value: "{text}" }} }}')
+    return "\n".join(blocks)
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One served model: its tensors, its backend code (a folder under model_repository/) and parameters."""
+
+    name: str
+    backend_source: str  # folder under model_repository/ holding model.py
+    inputs: Sequence[TensorSpec]
+    outputs: Sequence[TensorSpec]
+    schema: Sequence[Param] = ()
+    parameters: Dict[str, Any] = field(default_factory=dict)
+    instance_count: int = 1
+    instance_kind: str = "KIND_CPU"
+
+    def render_config(self, template: str) -> str:
+        return fill_template(template, {
+            "name": self.name,
+            "inputs": tensor_block("input", self.inputs),
+            "outputs": tensor_block("output", self.outputs),
+            "instance_kind": self.instance_kind,
+            "instance_count": self.instance_count,
+            "parameters": parameters_block(self.schema, self.parameters),
+        })
+
+
+def write_model(repository: Path, entry: ModelEntry) -> Path:
+    """Write config.pbtxt and the backend's model.py; the version folder 1/ holds the graphs/assets."""
+    folder = Path(repository) / entry.name
+    (folder / "1").mkdir(parents=True, exist_ok=True)
+    (folder / "config.pbtxt").write_text(entry.render_config(TEMPLATE.read_text()))
+    shutil.copyfile(SOURCE / entry.backend_source / "model.py", folder / "1" / "model.py")
+    return folder

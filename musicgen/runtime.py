@@ -1,0 +1,117 @@
+"""Run one exported graph on onnxruntime or paddle.inference behind one small interface.
+
+Used by the component models in the server, by the export parity check and by the benchmarks, so the
+graph the server runs is the graph that was checked. Each framework is imported only when chosen: a
+stub serving the ONNX graph never loads paddle.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Sequence
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+ONNX_FILE = "model.onnx"
+PADDLE_DIR = "paddle"  # holds model.json (PIR program) + model.pdiparams
+PADDLE_PROGRAM = "model.json"
+PADDLE_PARAMS = "model.pdiparams"
+BACKENDS = ("onnxruntime", "paddle")
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """How to run a graph. `threads` 0 lets the framework decide."""
+
+    backend: str = "onnxruntime"
+    threads: int = 0
+    # oneDNN changes the UNet's and the LLMs' numbers by several percent on CPU: off unless asked for.
+    use_onednn: bool = False
+    device: str = "cpu"  # "cpu" or "gpu"
+
+
+class GraphRunner:
+    """A loaded graph: named numpy inputs in, outputs in graph order out."""
+
+    input_names: List[str]
+    output_names: List[str]
+
+    def run(self, feeds: Dict[str, np.ndarray]) -> List[np.ndarray]:
+        raise NotImplementedError
+
+
+class OnnxRunner(GraphRunner):
+    def __init__(self, path: Path, options: RuntimeOptions):
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.log_severity_level = 3  # unused-initializer warnings from paddle2onnx graphs are noise
+        if options.threads:
+            so.intra_op_num_threads = options.threads
+        providers = ["CPUExecutionProvider"]
+        if options.device == "gpu":
+            providers.insert(0, "CUDAExecutionProvider")
+        self._session = ort.InferenceSession(str(path), so, providers=providers)
+        self.input_names = [i.name for i in self._session.get_inputs()]
+        self.output_names = [o.name for o in self._session.get_outputs()]
+
+    def run(self, feeds: Dict[str, np.ndarray]) -> List[np.ndarray]:
+        return self._session.run(None, {name: feeds[name] for name in self.input_names})
+
+
+class PaddleRunner(GraphRunner):
+    def __init__(self, model_dir: Path, options: RuntimeOptions):
+        import paddle.inference as paddle_infer
+
+        config = paddle_infer.Config(str(model_dir / PADDLE_PROGRAM), str(model_dir / PADDLE_PARAMS))
+        if options.device == "gpu":
+            config.enable_use_gpu(256, 0)
+        else:
+            config.disable_gpu()
+            if options.use_onednn:
+                config.enable_mkldnn()
+            else:
+                config.disable_mkldnn()
+            if options.threads:
+                config.set_cpu_math_library_num_threads(options.threads)
+        config.disable_glog_info()
+        self._predictor = paddle_infer.create_predictor(config)
+        self.input_names = list(self._predictor.get_input_names())
+        self.output_names = list(self._predictor.get_output_names())
+
+    def run(self, feeds: Dict[str, np.ndarray]) -> List[np.ndarray]:
+        for name in self.input_names:
+            handle = self._predictor.get_input_handle(name)
+            handle.copy_from_cpu(np.ascontiguousarray(feeds[name]))
+        self._predictor.run()
+        return [self._predictor.get_output_handle(n).copy_to_cpu() for n in self.output_names]
+
+
+def open_graph(version_dir: Path, options: RuntimeOptions) -> GraphRunner:
+    """Load the graph of one model version folder in the chosen format."""
+    version_dir = Path(version_dir)
+    if options.backend == "onnxruntime":
+        runner: GraphRunner = OnnxRunner(version_dir / ONNX_FILE, options)
+    elif options.backend == "paddle":
+        runner = PaddleRunner(version_dir / PADDLE_DIR, options)
+    else:
+        raise ValueError(f"unknown backend {options.backend!r}: choose one of {', '.join(BACKENDS)}")
+    logger.info("loaded %s graph from %s (inputs %s)", options.backend, version_dir, runner.input_names)
+    return runner
+
+
+def check_feeds(runner: GraphRunner, expected: Sequence[str]) -> None:
+    """Fail early when a graph's inputs are not the ones the served interface names."""
+    if sorted(runner.input_names) != sorted(expected):
+        raise ValueError(f"graph inputs {runner.input_names} do not match the interface {list(expected)}")
+
+
+def local_stage_runner(repository: Path, names: Sequence[str], options: RuntimeOptions):
+    """`run_stage(name, feeds)` over graphs loaded straight from a model repository: the pipeline without a
+    server (tests, benchmarks)."""
+    runners = {name: open_graph(Path(repository) / name / "1", options) for name in names}
+    return lambda name, feeds: runners[name].run(feeds)

@@ -1,0 +1,34 @@
+"""The config.pbtxt parameter reader: strict types, known keys, listed choices."""
+import pytest
+
+from musicgen.params import COMPONENT_PARAMETERS, Param, read_parameters
+
+
+def config(**params):
+    return {"parameters": {k: {"string_value": v} for k, v in params.items()}}
+
+
+def test_defaults_when_absent():
+    assert read_parameters({}, COMPONENT_PARAMETERS) == {
+        "backend": "onnxruntime", "device": "cpu", "threads": 0, "use_onednn": False}
+
+
+def test_values_are_typed():
+    values = read_parameters(config(backend="paddle", threads="2", use_onednn="TRUE"), COMPONENT_PARAMETERS)
+    assert values["backend"] == "paddle" and values["threads"] == 2 and values["use_onednn"] is True
+
+
+@pytest.mark.parametrize("params,message", [
+    ({"use_onednn": "false-ish"}, "expected true or false"),
+    ({"use_onednn": "0"}, "expected true or false"),
+    ({"threads": "two"}, "expected int"),
+    ({"backend": "tensorrt"}, "choose one of onnxruntime, paddle"),
+    ({"bakend": "paddle"}, "unknown parameters \\['bakend'\\]"),
+])
+def test_rejects_bad_values(params, message):
+    with pytest.raises(ValueError, match=message):
+        read_parameters(config(**params), COMPONENT_PARAMETERS)
+
+
+def test_false_string_is_false():
+    assert Param("flag", bool, True, "doc").parse("false") is False

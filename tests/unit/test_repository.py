@@ -1,0 +1,53 @@
+"""Config generation: the template is filled strictly and the result is a valid Triton ModelConfig."""
+import pytest
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
+
+from musicgen.params import COMPONENT_PARAMETERS
+from musicgen.repository import TEMPLATE, ModelEntry, fill_template, write_model
+from musicgen_client import interface as api
+
+
+def test_fill_template_rejects_unknown_and_unfilled():
+    assert fill_template("a ${x} b", {"x": 1}) == "a 1 b"
+    with pytest.raises(KeyError, match="no slot for \\['y'\\]"):
+        fill_template("a ${x}", {"x": 1, "y": 2})
+    with pytest.raises(KeyError, match="unfilled: \\['x'\\]"):
+        fill_template("a ${x}", {})
+
+
+def parse(text):
+    return text_format.Parse(text, model_config_pb2.ModelConfig())
+
+
+def test_orchestrator_config_matches_interface():
+    entry = ModelEntry(api.TEXT2MUSIC, "text2music", api.TEXT2MUSIC_INPUTS, api.TEXT2MUSIC_OUTPUTS)
+    cfg = parse(entry.render_config(TEMPLATE.read_text()))
+    assert cfg.name == "text2music" and cfg.backend == "python" and cfg.max_batch_size == 0
+    assert [i.name for i in cfg.input] == [t.name for t in api.TEXT2MUSIC_INPUTS]
+    assert [i.optional for i in cfg.input] == [t.optional for t in api.TEXT2MUSIC_INPUTS]
+    assert cfg.input[0].data_type == model_config_pb2.TYPE_STRING
+    assert [o.name for o in cfg.output] == ["audio", "seed", "sampling_rate"]
+
+
+def test_component_config_parameters_round_trip(tmp_path):
+    spec = api.COMPONENTS_BY_NAME[api.AUDIOLDM_UNET]
+    entry = ModelEntry(spec.name, "component", spec.inputs, spec.outputs, COMPONENT_PARAMETERS,
+                       {"backend": "paddle", "use_onednn": False}, instance_count=2)
+    folder = write_model(tmp_path, entry)
+    cfg = parse((folder / "config.pbtxt").read_text())
+    assert {k: v.string_value for k, v in cfg.parameters.items()} == {
+        "backend": "paddle", "device": "cpu", "threads": "0", "use_onednn": "false"}
+    assert cfg.instance_group[0].count == 2
+    assert list(cfg.input[0].dims) == [-1, -1, -1, -1]
+    assert (folder / "1" / "model.py").exists()
+
+
+def test_component_config_rejects_bad_parameter_values():
+    spec = api.COMPONENTS_BY_NAME[api.AUDIOLDM_UNET]
+    entry = ModelEntry(spec.name, "component", spec.inputs, spec.outputs, COMPONENT_PARAMETERS, {"backend": "trt"})
+    with pytest.raises(ValueError, match="choose one of"):
+        entry.render_config(TEMPLATE.read_text())
+    entry = ModelEntry(spec.name, "component", spec.inputs, spec.outputs, COMPONENT_PARAMETERS, {"nope": 1})
+    with pytest.raises(KeyError, match="unknown parameters"):
+        entry.render_config(TEMPLATE.read_text())

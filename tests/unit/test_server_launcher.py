@@ -1,0 +1,154 @@
+"""musicgen.server without a working model: bad repositories, dying and hanging servers."""
+from __future__ import annotations
+
+import importlib.util
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import musicgen.server as launcher
+from musicgen.server import (
+    PROJECT_ROOT,
+    MissingRepositoryError,
+    TritonServer,
+    TritonServerError,
+    TritonServerTimeout,
+    free_ports,
+    main,
+)
+
+
+def fake_tritonserver(tmp_path: Path, body: str) -> Path:
+    """An executable shell script standing in for the tritonserver binary."""
+    script = tmp_path / "fake_tritonserver"
+    script.write_text(f"#!/bin/sh\n{body}\n")
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    return script
+
+
+def wait_for_log(server: TritonServer, text: str, timeout_s: float = 10) -> None:
+    """Wait until ``text`` appears in the server's log."""
+    deadline = time.monotonic() + timeout_s
+    while text not in server.log_path.read_text():
+        assert time.monotonic() < deadline, f"{text!r} never logged"
+        time.sleep(0.02)
+
+
+def toy_repository(tmp_path: Path) -> Path:
+    """A repository with one (empty) model folder: enough to pass the repository check."""
+    (tmp_path / "repo" / "model" / "1").mkdir(parents=True)
+    return tmp_path / "repo"
+
+
+@pytest.mark.parametrize("layout", ["missing", "empty", "files only"])
+def test_main_exits_2_and_says_how_to_build_a_missing_repository(tmp_path, capsys, layout):
+    repo = tmp_path / "model_repository"
+    if layout != "missing":
+        repo.mkdir()
+    if layout == "files only":
+        (repo / "README").write_text("no model folders here")
+    assert main(["--repository", str(repo)]) == 2
+    err = capsys.readouterr().err
+    assert str(repo) in err and "make export" in err
+
+
+def test_module_entry_point_exit_code(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "musicgen.server", "--repository", str(tmp_path / "nope")],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=30,
+    )
+    assert result.returncode == 2
+    assert "make export" in result.stderr
+
+
+def test_start_refuses_a_missing_repository(tmp_path):
+    with pytest.raises(MissingRepositoryError, match="make export"):
+        TritonServer(tmp_path / "nope", *free_ports(3)).start()
+
+
+@pytest.mark.e2e
+def test_server_dying_at_start_raises_with_its_log(tmp_path):
+    repo = tmp_path / "repo"
+    (repo / "broken" / "1").mkdir(parents=True)
+    (repo / "broken" / "config.pbtxt").write_text('name: "broken"\nbackend: "python"\nthis is { not protobuf\n')
+    server = TritonServer(repo, *free_ports(3), log_file=tmp_path / "server.log")
+    server.start()
+    try:
+        with pytest.raises(TritonServerError, match="exited with code") as excinfo:
+            server.wait_until_ready(timeout_s=60)
+    finally:
+        server.stop()
+    assert not isinstance(excinfo.value, TritonServerTimeout)
+    message = str(excinfo.value)
+    assert "broken" in message  # Triton's own log lines about the failed model
+    assert len(message.splitlines()) > 3
+
+
+def test_hanging_server_times_out_with_its_log_and_stops(tmp_path, monkeypatch):
+    # Another binary must not need the pytriton wheel.
+    monkeypatch.setattr(launcher, "_pytriton_root", lambda: pytest.fail("wheel looked up"))
+    script = fake_tritonserver(tmp_path, 'echo "fake server: args $*"\nexec sleep 60')
+    server = TritonServer(
+        toy_repository(tmp_path), *free_ports(3), log_file=tmp_path / "server.log", tritonserver=script
+    )
+    server.start()
+    try:
+        with pytest.raises(TritonServerTimeout, match="fake server: args --model-repository"):
+            server.wait_until_ready(timeout_s=0.5)
+    finally:
+        code = server.stop(timeout_s=5)
+    assert code == -15  # SIGTERM was enough
+    assert server.stop() == -15  # idempotent
+
+
+def test_stop_kills_a_server_that_ignores_sigterm(tmp_path):
+    script = fake_tritonserver(tmp_path, "trap '' TERM\necho started\nwhile :; do sleep 0.1; done")
+    server = TritonServer(
+        toy_repository(tmp_path), *free_ports(3), log_file=tmp_path / "server.log", tritonserver=script
+    )
+    server.start()
+    wait_for_log(server, "started")  # the trap is set
+    assert server.stop(timeout_s=0.5) == -9
+    assert not server.running
+
+
+def test_other_binary_gets_its_own_backend_dir_and_extra_args_last(tmp_path):
+    script = fake_tritonserver(tmp_path, "exit 0")
+    default = TritonServer(tmp_path, tritonserver=script, extra_args=["--log-verbose=1"])
+    argv, _ = default.command()
+    assert argv[0] == str(script)
+    assert "--backend-directory" not in argv and "--cache-directory" not in argv
+    assert argv[-1] == "--log-verbose=1"
+    given = TritonServer(tmp_path, tritonserver=script, backend_dir="/opt/tritonserver/backends")
+    argv, _ = given.command()
+    assert argv[argv.index("--backend-directory") + 1] == "/opt/tritonserver/backends"
+
+
+def test_tritonserver_env_var_selects_the_binary(tmp_path, monkeypatch):
+    script = fake_tritonserver(tmp_path, "exit 0")
+    monkeypatch.setenv("TRITONSERVER", str(script))
+    argv, _ = TritonServer(tmp_path).command()
+    assert argv[0] == str(script)
+
+
+def test_missing_binary_is_reported(tmp_path):
+    with pytest.raises(TritonServerError, match="not found"):
+        TritonServer(tmp_path, tritonserver=tmp_path / "no_such_binary").command()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("pytriton") is None, reason="nvidia-pytriton not installed")
+def test_wheel_backend_dir_holds_the_stub_for_this_python(tmp_path, monkeypatch):
+    monkeypatch.delenv("TRITONSERVER", raising=False)
+    argv, env = TritonServer(tmp_path, backend_dir=tmp_path / "backends").command()
+    python_dir = tmp_path / "backends" / "python"
+    for name in ("libtriton_python.so", "triton_python_backend_utils.py", "triton_python_backend_stub"):
+        assert (python_dir / name).resolve().is_file(), name
+    stub_version = (python_dir / "triton_python_backend_stub").resolve().parent.name
+    assert stub_version == f"{sys.version_info.major}.{sys.version_info.minor}"
+    assert env["PATH"].split(":")[0] == str(Path(sys.executable).parent)
+    # Building it again is a no-op.
+    assert TritonServer(tmp_path, backend_dir=tmp_path / "backends").command()[0] == argv
