@@ -38,7 +38,7 @@ serve: export
 
 # --- demo: install, export the tiny models, start the server, generate music, print where it went ------
 demo: export
-	PYTHON=$(PY) REPO=$(REPO) OUT=$(DEMO_DIR) bash scripts/demo.sh
+	$(PY) -m musicgen.demo --repository $(REPO) --out $(DEMO_DIR)
 
 # --- test: unit, export parity and end-to-end tests against a real tritonserver ----------------------
 test: export
