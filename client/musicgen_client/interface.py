@@ -5,7 +5,6 @@ renamed tensor breaks loudly everywhere at once. No third-party imports: the cli
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
@@ -31,7 +30,8 @@ class ParameterRange:
 
     def problem(self, value: float) -> Optional[str]:
         """What is wrong with `value` (its value and the allowed range), or None when it is fine."""
-        if not math.isfinite(value) or not (self.minimum <= value <= self.maximum):
+        # One chained comparison rejects NaN and ±inf too, and compares huge ints exactly (no float cast).
+        if not (self.minimum <= value <= self.maximum):
             return f"{value!r} is out of range: allowed {self.minimum} to {self.maximum}"
         return None
 

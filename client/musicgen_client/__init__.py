@@ -1,0 +1,27 @@
+"""Client of the text-to-music Triton deployment.
+
+    from musicgen_client import MusicClient, save_wav
+
+The API names load lazily so that `musicgen_client.interface`, which server-side code imports too,
+stays free of numpy, soundfile and tritonclient.
+"""
+from typing import Any
+
+__all__ = [
+    "HealthReport",
+    "MusicClient",
+    "MusicClientError",
+    "MusicResult",
+    "MusicServiceError",
+    "ServerUnavailableError",
+    "generate",
+    "save_wav",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from . import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

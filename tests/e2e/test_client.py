@@ -1,0 +1,47 @@
+"""The client package (Python API and `musicgen` CLI) against the real server, over HTTP and gRPC."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile
+
+from musicgen_client import MusicClient, MusicServiceError
+
+pytestmark = pytest.mark.e2e
+
+
+def client_url(server, protocol):
+    return server.http_url if protocol == "http" else server.grpc_url
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_api_returns_reproducible_audio(triton_server, protocol):
+    with MusicClient(client_url(triton_server, protocol), protocol) as client:
+        client.wait_until_ready(timeout_s=30)
+        first = client.text_to_music("a calm piano melody", num_inference_steps=2, audio_length_in_s=1.0)
+        again = client.text_to_music("a calm piano melody", num_inference_steps=2, audio_length_in_s=1.0,
+                                     seed=first.seed)
+    assert first.sampling_rate == 16000 and first.audio.shape == (16000,) and first.duration_s == 1.0
+    assert np.array_equal(first.audio, again.audio)
+
+
+def test_api_surfaces_server_errors(triton_server):
+    with MusicClient(triton_server.http_url, "http") as client:
+        with pytest.raises(MusicServiceError, match="audio_length_in_s: 0.01 is below this model's minimum"):
+            client.text_to_music("a calm piano melody", audio_length_in_s=0.01)
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_cli_writes_the_wav_and_reports_it(triton_server, tmp_path, protocol):
+    out = tmp_path / "calm.wav"
+    proc = subprocess.run(
+        [sys.executable, "-m", "musicgen_client.cli", "text", "a calm piano melody", "--out", str(out),
+         "--seed", "42", "--steps", "2", "--length", "1.5", "--negative", "noise",
+         "--url", client_url(triton_server, protocol), "--protocol", protocol],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert str(out) in proc.stdout and "1.50 s" in proc.stdout and "seed 42" in proc.stdout
+    data, rate = soundfile.read(out)
+    assert rate == 16000 and data.shape == (24000,)
