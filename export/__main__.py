@@ -15,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-from export.core import ExportError
+from export.core import ExportError, configure_logging
 
 logger = logging.getLogger("export")
 
@@ -47,14 +47,15 @@ def main(argv=None) -> int:
                         help="runtime the served component models use (both graph formats are always exported)")
     parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
 
     from export.audioldm.build import export_audioldm
     from export.audioldm.presets import PRESETS, build_random_pipeline
 
     try:
         if args.preset:
-            weights = build_random_pipeline(PRESETS[args.preset], Path(args.weights_dir) / f"audioldm-{args.preset}")
+            folder = args.preset if args.preset.startswith("audioldm") else f"audioldm-{args.preset}"
+            weights = build_random_pipeline(PRESETS[args.preset], Path(args.weights_dir) / folder)
         else:
             weights = resolve_weights(args.weights)
         export_audioldm(weights, Path(args.out), {"backend": args.backend, "device": args.device},

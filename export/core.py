@@ -26,9 +26,18 @@ logger = logging.getLogger(__name__)
 
 ONNX_OPSET = 17
 PARITY_FILE = "parity.json"
+SAMPLE_CASE = "sample"  # name of the input case every component has; `Component.more_cases` adds others
 
 
 _PADDLE_DTYPES = {"INT64": "int64", "FP32": "float32"}
+
+
+def configure_logging() -> None:
+    """INFO logs for our own loggers. Importing paddle resets the root logger to WARNING, so the level is set
+    on our namespaces rather than relied on from the root."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for name in ("export", "musicgen"):
+        logging.getLogger(name).setLevel(logging.INFO)
 
 
 class ExportError(RuntimeError):
@@ -77,6 +86,7 @@ class ParityResult:
     max_abs: float
     max_rel: float  # max |a-b| / max |reference|: robust where the reference crosses zero
     tolerance: float
+    case: str = SAMPLE_CASE
 
     @property
     def ok(self) -> bool:
@@ -94,30 +104,33 @@ def compare(reference: np.ndarray, candidate: np.ndarray) -> tuple:
 def check_parity(
     component: str,
     version_dir: Path,
-    eager_fn: Callable[[Dict[str, np.ndarray]], List[np.ndarray]],
-    feeds: Dict[str, np.ndarray],
+    expected: Dict[str, List[np.ndarray]],
+    cases: Dict[str, Dict[str, np.ndarray]],
     output_names: Sequence[str],
     tolerance: float,
     backends: Sequence[str] = ("paddle", "onnxruntime"),
 ) -> List[ParityResult]:
-    """Run each exported format on `feeds`, compare with the eager outputs, write parity.json, raise if off."""
-    expected = eager_fn(feeds)
+    """Run each exported format on every named input case, compare with the eager outputs `expected[case]`,
+    write parity.json, raise if any output is off."""
     results = []
     for backend in backends:
         runner = open_graph(version_dir, RuntimeOptions(backend=backend))
-        got = runner.run(feeds)
-        for name, ref, out in zip(output_names, expected, got):
-            max_abs, max_rel = compare(ref, out)
-            results.append(ParityResult(component, backend, name, max_abs, max_rel, tolerance))
+        for case, feeds in cases.items():
+            got = runner.run(feeds)
+            for name, ref, out in zip(output_names, expected[case], got):
+                max_abs, max_rel = compare(ref, out)
+                results.append(ParityResult(component, backend, name, max_abs, max_rel, tolerance, case))
+    first = next(iter(cases.values()))
     report = {
         "component": component,
-        "inputs": {k: list(v.shape) for k, v in feeds.items()},
+        "inputs": {k: list(v.shape) for k, v in first.items()},
+        "cases": {case: {k: list(v.shape) for k, v in feeds.items()} for case, feeds in cases.items()},
         "results": [asdict(r) | {"ok": r.ok} for r in results],
     }
     (Path(version_dir) / PARITY_FILE).write_text(json.dumps(report, indent=2))
     for r in results:
-        logger.info("parity %s/%s %s: max abs %.3g, rel %.3g (tol %.0e)", component, r.backend, r.output,
-                    r.max_abs, r.max_rel, r.tolerance)
+        logger.info("parity %s/%s [%s] %s: max abs %.3g, rel %.3g (tol %.0e)", component, r.backend, r.case,
+                    r.output, r.max_abs, r.max_rel, r.tolerance)
     bad = [r for r in results if not r.ok]
     if bad:
         raise ExportError(f"{component}: exported graph disagrees with eager: {[asdict(r) for r in bad]}")
@@ -137,6 +150,13 @@ def paddle_outputs(layer) -> Callable[[Dict[str, np.ndarray]], List[np.ndarray]]
     return run
 
 
+def _no_patches(_layer) -> ContextManager:
+    return contextlib.nullcontext()
+
+
+def _no_more_cases(_weights: Path, _rng: np.random.Generator) -> Dict[str, Dict[str, np.ndarray]]:
+    return {}
+
 
 @dataclass(frozen=True)
 class Component:
@@ -146,7 +166,11 @@ class Component:
     load: Callable[[Path], object]  # weights folder -> eager paddle Layer whose forward takes spec.inputs
     sample_feeds: Callable[[Path, np.random.Generator], Dict[str, np.ndarray]]
     tolerance: float  # max |graph - eager| / max |eager|
-    trace_context: Callable[[], ContextManager] = contextlib.nullcontext  # patches active while tracing
+    # Patches active while tracing the loaded layer (its eager outputs are taken before, unpatched).
+    trace_context: Callable[[object], ContextManager] = _no_patches
+    # Further named input cases checked like the sample one, e.g. a decode step with a non-empty KV cache
+    # beside the zero-length-past prefill.
+    more_cases: Callable[[Path, np.random.Generator], Dict[str, Dict[str, np.ndarray]]] = _no_more_cases
 
     def input_spec(self) -> list:
         import paddle
@@ -161,15 +185,18 @@ def export_component(component: Component, weights: Path, version_dir: Path, see
     """Eager → Paddle inference → ONNX for one component, then check both graphs against eager."""
     layer = component.load(Path(weights))
     layer.eval()
-    feeds = component.sample_feeds(Path(weights), np.random.default_rng(seed))
+    rng = np.random.default_rng(seed)
+    cases = {SAMPLE_CASE: component.sample_feeds(Path(weights), rng)}
+    cases.update(component.more_cases(Path(weights), rng))
     # Eager outputs first: tracing may mutate cached state on some models.
-    reference = paddle_outputs(layer)(feeds)
-    with component.trace_context():
+    eager = paddle_outputs(layer)
+    expected = {case: eager(feeds) for case, feeds in cases.items()}
+    with component.trace_context(layer):
         save_paddle_inference(layer, component.input_spec(), version_dir)
     convert_to_onnx(version_dir)
     return check_parity(
-        component.spec.name, version_dir, lambda _: reference, feeds,
-        [t.name for t in component.spec.outputs], component.tolerance,
+        component.spec.name, version_dir, expected, cases, [t.name for t in component.spec.outputs],
+        component.tolerance,
     )
 
 

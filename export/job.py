@@ -9,11 +9,11 @@ import logging
 import sys
 from pathlib import Path
 
-from export.core import ExportError, export_component
+from export.core import ExportError, configure_logging, export_component
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging()
     family, name, weights, version_dir = sys.argv[1:5]
     components = importlib.import_module(f"export.{family}.components").COMPONENTS
     try:

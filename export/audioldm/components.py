@@ -130,7 +130,7 @@ COMPONENTS = {
     api.AUDIOLDM_TEXT_ENCODER: Component(api.COMPONENTS_BY_NAME[api.AUDIOLDM_TEXT_ENCODER], _load_text_encoder, _sample_text, 1e-4),
     api.AUDIOLDM_UNET: Component(
         api.COMPONENTS_BY_NAME[api.AUDIOLDM_UNET], _load_unet, _sample_unet, 1e-4,
-        trace_context=patches.unet_upsample_size_always_forwarded,
+        trace_context=lambda _unet: patches.unet_upsample_size_always_forwarded(),
     ),
     api.AUDIOLDM_VAE_DECODER: Component(api.COMPONENTS_BY_NAME[api.AUDIOLDM_VAE_DECODER], _load_vae, _sample_vae, 1e-4),
     api.AUDIOLDM_VOCODER: Component(api.COMPONENTS_BY_NAME[api.AUDIOLDM_VOCODER], _load_vocoder, _sample_vocoder, 1e-4),

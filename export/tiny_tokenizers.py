@@ -1,0 +1,52 @@
+"""Sentencepiece models trained offline on a small fixed corpus, for the tiny LLM presets.
+
+Real weights bring their own tokenizer (LLaMA's BPE `tokenizer.model`, ChatGLM's unigram `ice_text.model`);
+the tiny presets need one of the same kind that nothing has to download. The corpus is generated from fixed
+word lists and the family's own prompt templates, so the prompts the tests send tokenize into real pieces,
+and training is deterministic (one thread, no sampling), so the same preset gives the same vocabulary.
+"""
+from __future__ import annotations
+
+import io
+import itertools
+import logging
+from pathlib import Path
+from typing import Iterable, Sequence
+
+logger = logging.getLogger(__name__)
+
+_SUBJECTS = ["a cat", "two dogs", "the old man", "a young woman", "children", "a red car", "the city", "a small boat",
+             "the mountain", "a bowl of fruit", "the pineapple cocktail", "a jazz band", "the forest", "a lighthouse"]
+_VERBS = ["sits on", "walks along", "looks at", "stands near", "plays beside", "rests under", "shines over",
+          "floats on", "waits by", "drives through"]
+_PLACES = ["a marble table", "the beach", "a quiet street", "the river", "a sunny garden", "the night sky",
+           "a crowded market", "the snowy hills", "a wooden bridge", "the lake"]
+_MOODS = ["calm piano music", "an upbeat jazz tune", "soft ambient pads", "a cheerful folk song",
+          "dramatic orchestral strings", "a relaxed lounge vibe", "gentle acoustic guitar", "slow blues"]
+
+
+def corpus(templates: Sequence[str] = ()) -> Iterable[str]:
+    """Deterministic training lines: simple scene descriptions, music styles and the given prompt templates."""
+    for subject, verb, place in itertools.product(_SUBJECTS, _VERBS, _PLACES):
+        yield f"The image shows {subject} that {verb} {place}. There are also some other items, such as a plate."
+    for mood, place in itertools.product(_MOODS, _PLACES):
+        yield f"A musical style sentence: {mood} that fits {place}, with a smooth and cool atmosphere!"
+    for template in templates:
+        for _ in range(20):  # weight the prompts so their words become whole pieces
+            yield template
+
+
+def train_sentencepiece(out_file: Path, lines: Iterable[str], **options) -> Path:
+    """Train a sentencepiece model on `lines` and write it to `out_file` (options as sentencepiece names them)."""
+    import sentencepiece as spm
+
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(list(lines)), model_writer=model, num_threads=1, minloglevel=2,
+        hard_vocab_limit=False, **options,
+    )
+    out_file = Path(out_file)
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    out_file.write_bytes(model.getvalue())
+    logger.info("trained a %s sentencepiece model into %s", options.get("model_type", "unigram"), out_file)
+    return out_file
