@@ -1,0 +1,54 @@
+"""Image decoding: good PNG/JPEG decode to RGB; every broken input is a clear InvalidRequestError."""
+import io
+import struct
+import zlib
+
+import pytest
+from PIL import Image
+
+from musicgen.images import ImageLimits, decode_image
+from musicgen.protocol import InvalidRequestError
+
+
+def encode(image, fmt):
+    buf = io.BytesIO()
+    image.save(buf, fmt)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("fmt,mode", [("PNG", "RGBA"), ("JPEG", "RGB"), ("PNG", "L"), ("PNG", "P")])
+def test_decodes_to_rgb(fmt, mode):
+    image = decode_image(encode(Image.new(mode, (33, 17), 128), fmt))
+    assert image.mode == "RGB" and image.size == (33, 17)
+
+
+def png_claiming(width, height):
+    """A tiny valid-looking PNG whose header claims width × height (a decompression bomb's shape)."""
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b"")
+
+
+GOOD_PNG = encode(Image.new("RGB", (64, 64), (10, 200, 30)), "PNG")
+
+
+@pytest.mark.parametrize("data,message", [
+    (b"", "image: is empty"),
+    (b"hello, I am not an image", "image: is not a recognised image"),
+    (GOOD_PNG[: len(GOOD_PNG) // 2], "image: is corrupt or truncated"),
+    (encode(Image.new("RGB", (8, 8)), "GIF"), "image: is GIF: allowed PNG, JPEG"),
+    (png_claiming(100_000, 100_000), "image: is too large to decode"),
+    (png_claiming(7_000, 7_000), "image: is 7000×7000 = 49000000 pixels: allowed at most 40000000"),
+    (png_claiming(0, 10), "image: "),
+    (b"\x89PNG\r\n\x1a\n" + b"\x00" * 64, "image: "),
+])
+def test_bad_images(data, message):
+    with pytest.raises(InvalidRequestError, match=message) as err:
+        decode_image(data)
+    assert err.value.field == "image"
+
+
+def test_byte_limit_checked_before_decoding():
+    with pytest.raises(InvalidRequestError, match="allowed at most 100"):
+        decode_image(GOOD_PNG, ImageLimits(max_bytes=100))
