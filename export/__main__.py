@@ -1,66 +1,105 @@
 """Export model families into a Triton model repository.
 
     python -m export audioldm --preset tiny --out build/model_repository
-    python -m export audioldm --preset audioldm-s-random --out build/model_repository
     python -m export audioldm --from ~/.paddlemix/models/cvssp/audioldm --out build/model_repository
+    python -m export minigpt4 --preset tiny --out build/model_repository
+    python -m export minigpt4 --from miniGPT4/MiniGPT4-7B --out build/model_repository
+    python -m export chatglm --preset tiny --out build/model_repository
+    python -m export chatglm --from THUDM/chatglm-6b --out build/model_repository
 
-`--from` takes a ppdiffusers `save_pretrained` folder, or a model name looked up under
-$PPMIX_HOME/models/<name> (PPMIX_HOME defaults to ~/.paddlemix). Nothing is downloaded.
+`--from` takes a `save_pretrained` folder, or a model name looked up under $PPMIX_HOME/models/<name>
+(PPMIX_HOME defaults to ~/.paddlemix), then $PPNLP_HOME/models/<name> (~/.paddlenlp). Nothing is downloaded.
+Each family's build module documents the folder layout it expects and what it writes.
 """
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Dict, Tuple
 
-from export.core import ExportError, configure_logging
+from export.core import ExportError
 
 logger = logging.getLogger("export")
 
+MODEL_HOMES = (("PPMIX_HOME", "~/.paddlemix"), ("PPNLP_HOME", "~/.paddlenlp"))
+
+
+@dataclass(frozen=True)
+class Family:
+    """A model family: a package `export.<name>` whose `presets.PRESETS` names its random-weight presets and
+    whose `build` module provides `build_preset(preset, weights_root) -> weights folder` and
+    `export_family(weights, repository[, backend, device])`; the last two only where it writes serving configs.
+    """
+
+    name: str
+    writes_serving_config: bool
+
+    @property
+    def presets(self) -> Tuple[str, ...]:
+        return tuple(importlib.import_module(f"export.{self.name}.presets").PRESETS)  # configs only: cheap
+
+    def build_module(self):
+        return importlib.import_module(f"export.{self.name}.build")
+
+
+FAMILIES: Dict[str, Family] = {f.name: f for f in (
+    Family("audioldm", writes_serving_config=True),
+    # The LLM families export graphs and assets; their served models are configured on the serving side.
+    Family("minigpt4", writes_serving_config=False),
+    Family("chatglm", writes_serving_config=False),
+)}
+
 
 def resolve_weights(source: str) -> Path:
-    """A folder path as given, else a name under $PPMIX_HOME/models."""
+    """A folder path as given, else a name under $PPMIX_HOME/models or $PPNLP_HOME/models."""
     path = Path(source).expanduser()
     if path.is_dir():
         return path
-    home = Path(os.environ.get("PPMIX_HOME", "~/.paddlemix")).expanduser()
-    candidate = home / "models" / source
-    if candidate.is_dir():
-        return candidate
-    raise FileNotFoundError(f"no weights folder at {path} nor {candidate}: nothing is downloaded, bring the "
-                            "ppdiffusers save_pretrained folder there")
+    candidates = [Path(os.environ.get(var, default)).expanduser() / "models" / source for var, default in MODEL_HOMES]
+    for candidate in candidates:
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError(f"no weights folder at {path} nor {' nor '.join(map(str, candidates))}: nothing is "
+                            "downloaded, bring the save_pretrained folder there")
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m export", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("family", choices=["audioldm"])
+    parser.add_argument("family", choices=sorted(FAMILIES))
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--preset", choices=["tiny", "audioldm-s-random"],
-                        help="random weights from a built-in config (tiny: tests and the demo)")
+    source.add_argument("--preset", help="random weights from a built-in config (tiny: tests and the demo); "
+                        + "; ".join(f"{name}: {', '.join(f.presets)}" for name, f in FAMILIES.items()))
     source.add_argument("--from", dest="weights", help="a save_pretrained folder, or a name under $PPMIX_HOME/models")
     parser.add_argument("--out", default="build/model_repository", help="model repository to write into")
     parser.add_argument("--weights-dir", default="build/weights", help="where presets save their random weights")
-    parser.add_argument("--backend", choices=["onnxruntime", "paddle"], default="onnxruntime",
-                        help="runtime the served component models use (both graph formats are always exported)")
-    parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
+    parser.add_argument("--backend", choices=["onnxruntime", "paddle"],
+                        help="runtime the served component models use (both graph formats are always exported; "
+                        "families that write serving configs only; default onnxruntime)")
+    parser.add_argument("--device", choices=["cpu", "gpu"], help="families that write serving configs only; default cpu")
     args = parser.parse_args(argv)
-    configure_logging()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    from export.audioldm.build import export_audioldm
-    from export.audioldm.presets import PRESETS, build_random_pipeline
+    family = FAMILIES[args.family]
+    if args.preset and args.preset not in family.presets:
+        parser.error(f"--preset {args.preset!r}: {args.family} has presets {', '.join(family.presets)}")
+    serving = {"backend": args.backend or "onnxruntime", "device": args.device or "cpu"}
+    if not family.writes_serving_config and (args.backend or args.device):
+        parser.error(f"--backend/--device: {args.family} writes graphs and assets only, no serving config to set")
 
+    build = family.build_module()
     try:
-        if args.preset:
-            folder = args.preset if args.preset.startswith("audioldm") else f"audioldm-{args.preset}"
-            weights = build_random_pipeline(PRESETS[args.preset], Path(args.weights_dir) / folder)
+        weights = build.build_preset(args.preset, Path(args.weights_dir)) if args.preset else resolve_weights(args.weights)
+        if family.writes_serving_config:
+            build.export_family(weights, Path(args.out), **serving)
         else:
-            weights = resolve_weights(args.weights)
-        export_audioldm(weights, Path(args.out), {"backend": args.backend, "device": args.device},
-                        instance_kind="KIND_GPU" if args.device == "gpu" else "KIND_CPU")
-    except (ExportError, FileNotFoundError) as exc:
+            build.export_family(weights, Path(args.out))
+    except (ExportError, FileNotFoundError, ValueError) as exc:
         logger.error("%s", exc)
         return 1
     logger.info("model repository ready: %s", Path(args.out).resolve())

@@ -29,8 +29,8 @@ def corpus(templates: Sequence[str] = ()) -> Iterable[str]:
     """Deterministic training lines: simple scene descriptions, music styles and the given prompt templates."""
     for subject, verb, place in itertools.product(_SUBJECTS, _VERBS, _PLACES):
         yield f"The image shows {subject} that {verb} {place}. There are also some other items, such as a plate."
-    for mood, place in itertools.product(_MOODS, _PLACES):
-        yield f"A musical style sentence: {mood} that fits {place}, with a smooth and cool atmosphere!"
+    for number, (mood, place) in enumerate(itertools.product(_MOODS, _PLACES)):
+        yield f"Track #{number % 10}: {mood} that fits {place}, with a smooth and cool atmosphere!"
     for template in templates:
         for _ in range(20):  # weight the prompts so their words become whole pieces
             yield template

@@ -333,25 +333,18 @@ def _checked_number(limits: ParameterRange, kind: type, value: Any) -> Union[int
 def generate(
     prompt: str,
     *,
-    negative_prompt: Optional[str] = None,
-    num_inference_steps: Optional[int] = None,
-    audio_length_in_s: Optional[float] = None,
-    guidance_scale: Optional[float] = None,
-    seed: Optional[int] = None,
     url: Optional[str] = None,
     protocol: str = "http",
     timeout_s: float = DEFAULT_TIMEOUT_S,
+    **options: Any,
 ) -> np.ndarray:
-    """One-shot text to music: the mono float32 samples (16 kHz for AudioLDM)."""
+    """One-shot text to music: the mono float32 samples (16 kHz for AudioLDM).
+
+    `options` are `MusicClient.text_to_music`'s: negative_prompt, num_inference_steps, audio_length_in_s,
+    guidance_scale, seed.
+    """
     with MusicClient(url, protocol, timeout_s) as client:
-        return client.text_to_music(
-            prompt,
-            negative_prompt=negative_prompt,
-            num_inference_steps=num_inference_steps,
-            audio_length_in_s=audio_length_in_s,
-            guidance_scale=guidance_scale,
-            seed=seed,
-        ).audio
+        return client.text_to_music(prompt, **options).audio
 
 
 def save_wav(path: Union[str, os.PathLike], audio: np.ndarray, sampling_rate: int) -> Path:

@@ -121,4 +121,57 @@ AUDIOLDM_COMPONENTS = (
         outputs=(TensorSpec("waveform", "FP32", (-1, -1)),),
     ),
 )
-COMPONENTS_BY_NAME = {c.name: c for c in AUDIOLDM_COMPONENTS}
+
+# ---- image → music prompt: MiniGPT4 captions, ChatGLM writes the music prompt -----------------------------
+# Folders holding the tokenizer, generation config and prompt templates of each text-generation stage
+# (`<model>/1/` in the repository), beside the graphs they drive.
+CAPTION = "caption"
+MUSIC_PROMPT = "music_prompt"
+
+MINIGPT4_IMAGE_ENCODER = "minigpt4_image_encoder"
+MINIGPT4_EMBED_TOKENS = "minigpt4_embed_tokens"
+MINIGPT4_LLM_STEP = "minigpt4_llm_step"
+CHATGLM_LLM_STEP = "chatglm_llm_step"
+
+# The LLM step graphs take and return the whole KV cache as ONE tensor
+# [layers, 2 (key, value), batch, heads, past_len, head_dim]; past_len 0 for the prefill.
+PAST_KEY_VALUES = TensorSpec("past_key_values", "FP32", (-1, 2, -1, -1, -1, -1))
+PRESENT_KEY_VALUES = TensorSpec("present_key_values", "FP32", (-1, 2, -1, -1, -1, -1))
+LAST_LOGITS = TensorSpec("logits", "FP32", (-1, -1))  # [batch, vocab], last position only
+
+MINIGPT4_COMPONENTS = (
+    ComponentSpec(
+        MINIGPT4_IMAGE_ENCODER,
+        inputs=(TensorSpec("pixel_values", "FP32", (-1, 3, -1, -1)),),  # preprocessed as `image_preprocess.json` says
+        outputs=(TensorSpec("image_embeds", "FP32", (-1, -1, -1)),),  # [batch, query tokens, LLM hidden]
+    ),
+    ComponentSpec(
+        MINIGPT4_EMBED_TOKENS,
+        inputs=(TensorSpec("input_ids", "INT64", (-1, -1)),),
+        outputs=(TensorSpec("inputs_embeds", "FP32", (-1, -1, -1)),),
+    ),
+    ComponentSpec(
+        MINIGPT4_LLM_STEP,
+        inputs=(
+            TensorSpec("inputs_embeds", "FP32", (-1, -1, -1)),  # [batch, new positions, hidden]
+            TensorSpec("attention_mask", "INT64", (-1, 1, -1, -1)),  # [batch, 1, new, past + new]; 1 = attend
+            TensorSpec("position_ids", "INT64", (-1, -1)),  # [batch, new]
+            PAST_KEY_VALUES,
+        ),
+        outputs=(LAST_LOGITS, PRESENT_KEY_VALUES),
+    ),
+)
+CHATGLM_COMPONENTS = (
+    ComponentSpec(
+        CHATGLM_LLM_STEP,
+        inputs=(
+            TensorSpec("input_ids", "INT64", (-1, -1)),  # [batch, new positions]
+            TensorSpec("position_ids", "INT64", (-1, 2, -1)),  # ChatGLM's 2-D positions: [batch, (pos, block), new]
+            TensorSpec("attention_mask", "INT64", (-1, 1, -1, -1)),  # [batch, 1, new, past + new]; 1 = attend
+            PAST_KEY_VALUES,
+        ),
+        outputs=(LAST_LOGITS, PRESENT_KEY_VALUES),
+    ),
+)
+
+COMPONENTS_BY_NAME = {c.name: c for c in AUDIOLDM_COMPONENTS + MINIGPT4_COMPONENTS + CHATGLM_COMPONENTS}

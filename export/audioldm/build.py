@@ -46,3 +46,15 @@ def export_audioldm(weights: Path, repository: Path, parameters: Dict[str, objec
         shutil.copytree(weights / sub, assets / sub)
     AudioLDMConfig.from_weights(weights).save(assets)
     logger.info("text2music orchestrator written to %s", orchestrator)
+
+
+def build_preset(preset: str, weights_root: Path) -> Path:
+    from .presets import PRESETS, build_random_pipeline
+
+    return build_random_pipeline(PRESETS[preset], Path(weights_root) / f"audioldm-{preset}")
+
+
+def export_family(weights: Path, repository: Path, backend: str, device: str) -> None:
+    """The registry's entry: serve the graphs on `backend` (both formats are always exported) on `device`."""
+    export_audioldm(weights, repository, {"backend": backend, "device": device},
+                    instance_kind="KIND_GPU" if device == "gpu" else "KIND_CPU")

@@ -93,21 +93,12 @@ def port_is_free(port: int) -> bool:
     return True
 
 
-def test_http_infer_doubles_input(toy_server: TritonServer):
-    client = httpclient.InferenceServerClient(toy_server.http_url)
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_infer_doubles_input(toy_server: TritonServer, protocol: str):
+    lib, url = (httpclient, toy_server.http_url) if protocol == "http" else (grpcclient, toy_server.grpc_url)
+    client = lib.InferenceServerClient(url)
     try:
-        tensor = httpclient.InferInput("INPUT0", list(VALUES.shape), "FP32")
-        tensor.set_data_from_numpy(VALUES)
-        result = client.infer("double", [tensor]).as_numpy("OUTPUT0")
-    finally:
-        client.close()
-    np.testing.assert_array_equal(result, VALUES * 2)
-
-
-def test_grpc_infer_doubles_input(toy_server: TritonServer):
-    client = grpcclient.InferenceServerClient(toy_server.grpc_url)
-    try:
-        tensor = grpcclient.InferInput("INPUT0", list(VALUES.shape), "FP32")
+        tensor = lib.InferInput("INPUT0", list(VALUES.shape), "FP32")
         tensor.set_data_from_numpy(VALUES)
         result = client.infer("double", [tensor]).as_numpy("OUTPUT0")
     finally:
