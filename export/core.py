@@ -44,6 +44,10 @@ class ExportError(RuntimeError):
     """A conversion failed or its graph disagrees with the eager model."""
 
 
+class UnsupportedModel(ExportError):
+    """The weights use a model feature the exported graph does not reproduce."""
+
+
 def save_paddle_inference(layer, input_spec: Sequence, version_dir: Path) -> Path:
     """Trace `layer` with `input_spec` and save the Paddle inference graph into version_dir/paddle/."""
     import paddle

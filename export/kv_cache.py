@@ -4,7 +4,8 @@ Served layout: ONE FP32 tensor `[layers, 2 (key, value), batch, heads, past_len,
 (`past_key_values`, zero `past_len` for the prefill) and out (`present_key_values`, past + new positions).
 One tensor instead of 2 × layers keeps the graph's signature independent of depth and lets the decoding loop
 treat the cache as an opaque array. Models keep their own per-layer (key, value) layout; `KVLayout` names the
-axis order of one such tensor so the wrapper can transpose in and out.
+axis order of one such tensor so the wrapper can transpose in and out. The prefill's empty cache comes from
+`musicgen.llm.feeds.KVShape`, as the serving loop builds it.
 """
 from __future__ import annotations
 
@@ -43,11 +44,6 @@ class KVLayout:
         return paddle.stack([
             paddle.stack([key.transpose(self.to_served), value.transpose(self.to_served)]) for key, value in caches
         ])
-
-
-def empty_past(num_layers: int, batch: int, heads: int, head_dim: int) -> np.ndarray:
-    """The prefill's past: zero positions."""
-    return np.zeros((num_layers, 2, batch, heads, 0, head_dim), dtype=np.float32)
 
 
 def random_past(rng: np.random.Generator, num_layers: int, batch: int, heads: int, past_len: int,

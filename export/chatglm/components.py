@@ -13,18 +13,15 @@ from typing import Dict
 import numpy as np
 import paddle
 
+from musicgen.llm.feeds import KVShape
 from musicgen_client import interface as api
 
-from ..core import Component
-from ..kv_cache import KVLayout, empty_past, random_past
+from ..core import Component, UnsupportedModel
+from ..kv_cache import KVLayout, random_past
 from . import patches
 
 # paddlenlp's ChatGLM keeps each layer's key and value sequence-first: [seq, batch, heads, head_dim].
 CHATGLM_KV = KVLayout(("seq", "batch", "heads", "head_dim"))
-
-
-class UnsupportedConfig(ValueError):
-    """The weights use a ChatGLM feature the exported step does not reproduce."""
 
 
 class ChatGLMStep(paddle.nn.Layer):
@@ -48,7 +45,7 @@ def check_supported(config) -> None:
               "use_long_sequence_strategies": False, "quantization_bit": 0}
     for key, value in wanted.items():
         if getattr(config, key, value) != value:
-            raise UnsupportedConfig(f"ChatGLM config sets {key}={getattr(config, key)!r}: the exported step "
+            raise UnsupportedModel(f"ChatGLM config sets {key}={getattr(config, key)!r}: the exported step "
                                     f"reproduces {key}={value!r} only (ChatGLM-6B v1)")
 
 
@@ -87,7 +84,7 @@ def _prefill_feeds(weights: Path, rng: np.random.Generator) -> Dict[str, np.ndar
         "input_ids": rng.integers(0, vocab, size=(1, length)).astype("int64"),
         "position_ids": np.stack([positions, blocks])[None].astype("int64"),
         "attention_mask": mask[None, None],
-        "past_key_values": empty_past(layers, 1, heads, head_dim),
+        "past_key_values": KVShape(layers, heads, head_dim).empty(1),
     }
 
 

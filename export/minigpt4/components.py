@@ -15,10 +15,11 @@ from typing import Dict
 import numpy as np
 import paddle
 
+from musicgen.llm.feeds import KVShape
 from musicgen_client import interface as api
 
 from ..core import Component
-from ..kv_cache import KVLayout, empty_past, random_past
+from ..kv_cache import KVLayout, random_past
 from . import patches
 
 # paddlenlp's LLaMA keeps each layer's key and value as [batch, seq, heads, head_dim].
@@ -124,7 +125,7 @@ def _prefill_feeds(weights: Path, rng: np.random.Generator) -> Dict[str, np.ndar
         "inputs_embeds": rng.standard_normal((1, length, hidden)).astype("float32"),
         "attention_mask": np.tril(np.ones((length, length), dtype="int64"))[None, None],
         "position_ids": np.zeros((1, length), dtype="int64"),
-        "past_key_values": empty_past(layers, 1, heads, head_dim),
+        "past_key_values": KVShape(layers, heads, head_dim).empty(1),
     }
 
 

@@ -12,9 +12,7 @@ import math
 import paddle
 import paddle.nn.functional as F
 
-
-class UnsupportedConfig(ValueError):
-    """The weights use a LLaMA feature the exported step does not reproduce."""
+from ..core import UnsupportedModel
 
 
 def _attention(query_states, config, key_states, value_states, attention_mask, output_attentions, alibi=None,
@@ -48,9 +46,9 @@ def check_supported(llama_config) -> None:
     """Refuse configs whose attention the patched path would compute differently."""
     for flag in ("alibi", "use_flash_attention", "sequence_parallel", "use_fused_rope", "use_long_sequence_strategies"):
         if getattr(llama_config, flag, False):
-            raise UnsupportedConfig(f"LLaMA config sets {flag}=True: the exported step supports the plain path only")
+            raise UnsupportedModel(f"LLaMA config sets {flag}=True: the exported step supports the plain path only")
     if getattr(llama_config, "rope_scaling_type", None):
-        raise UnsupportedConfig("LLaMA config sets rope_scaling_type: only the plain rotary embedding is exported")
+        raise UnsupportedModel("LLaMA config sets rope_scaling_type: only the plain rotary embedding is exported")
 
 
 def register_rotary_buffers(llama) -> None:

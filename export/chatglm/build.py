@@ -1,0 +1,73 @@
+"""Export ChatGLM-6B v1 (caption → music prompt) into a model repository: the step graph and the
+`music_prompt` stage's assets.
+
+Weights (`--from`): a ChatGLMForCausalLM `save_pretrained` folder with its tokenizer, the layout paddlenlp's
+Taskflow uses for `THUDM/chatglm-6b` (`$PPNLP_HOME/models/THUDM/chatglm-6b/`, PPNLP_HOME defaulting to
+~/.paddlenlp; or the same folder placed under `$PPMIX_HOME/models/THUDM/chatglm-6b/`):
+
+    config.json                  ChatGLMConfig (v1: position_encoding_2d, gelu)
+    model_state.pdparams         (or model_state.pdparams.index.json + shards)
+    ice_text.model               the sentencepiece model, with tokenizer_config.json
+
+Written (serving configs are not: the orchestrator side owns them):
+
+    <repo>/chatglm_llm_step/1/   model.onnx, paddle/, parity.json
+    <repo>/music_prompt/1/       tokenizer/, textgen.json (prompt template, generation)
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from musicgen.generation import SAMPLING, GenerationConfig
+from musicgen.llm import prompts
+from musicgen.llm.feeds import KVShape
+from musicgen.llm.recipes import TextGenConfig
+from musicgen_client import interface as api
+
+from ..textgen import check_files, export_graphs, write_stage_assets
+from .components import COMPONENTS
+from .presets import PRESETS, build_random_chatglm
+
+logger = logging.getLogger(__name__)
+
+REQUIRED_FILES = ("config.json", "model_state.pdparams|model_state.pdparams.index.json", "ice_text.model",
+                  "tokenizer_config.json")
+
+
+def build_preset(preset: str, weights_root: Path) -> Path:
+    return build_random_chatglm(PRESETS[preset], Path(weights_root) / f"chatglm-{preset}")
+
+
+def music_prompt_config(weights: Path, tokenizer) -> TextGenConfig:
+    """paddlenlp's ChatGLM Taskflow defaults, as the original calls it (musicgen.llm.prompts)."""
+    cfg = json.loads((Path(weights) / "config.json").read_text())
+    heads = cfg["num_attention_heads"]
+    generation = GenerationConfig(
+        max_new_tokens=prompts.CHATGLM_MAX_NEW_TOKENS, decode_strategy=SAMPLING, top_k=prompts.CHATGLM_TOP_K,
+        top_p=1.0, temperature=1.0, repetition_penalty=1.0, stop_token_ids=(tokenizer.eos_token_id,),
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    return TextGenConfig(
+        prompt_template=prompts.CHATGLM_TEMPLATE, generation=generation, max_input_tokens=prompts.CHATGLM_MAX_INPUT_TOKENS,
+        kv=KVShape(layers=cfg["num_hidden_layers"], heads=heads, head_dim=cfg["hidden_size"] // heads),
+    )
+
+
+def write_music_prompt_assets(weights: Path, repository: Path) -> None:
+    from paddlenlp.transformers import ChatGLMTokenizer
+
+    tokenizer = ChatGLMTokenizer.from_pretrained(str(weights))
+    write_stage_assets(
+        repository, api.MUSIC_PROMPT, tokenizer, "chatglm", music_prompt_config(weights, tokenizer),
+        num_image_tokens=tokenizer.num_image_tokens, max_blank_length=tokenizer.max_blank_length,
+        mask_token_id=tokenizer.mask_token_id, gmask_token_id=tokenizer.gmask_token_id,
+    )
+
+
+def export_family(weights: Path, repository: Path) -> None:
+    weights = Path(weights).resolve()
+    check_files(weights, REQUIRED_FILES, "ChatGLM save_pretrained")
+    export_graphs("chatglm", COMPONENTS, weights, repository)
+    write_music_prompt_assets(weights, repository)

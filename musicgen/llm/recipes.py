@@ -1,0 +1,156 @@
+"""Image → caption (MiniGPT4) → music prompt (ChatGLM) over exported graphs, with no deep-learning framework.
+
+Each recipe reads as the original application's steps and drives its graphs through `run_stage(name, feeds)
+-> outputs` (local graphs in tests and benchmarks, BLS calls inside Triton). Everything a recipe needs
+besides the graphs lives in its asset folder, written by export: `caption/1/` and `music_prompt/1/` hold the
+tokenizer, `CONFIG_FILE` (prompt template, generation parameters, KV-cache dims) and, for the caption, the
+image preprocessing constants.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+import numpy as np
+
+from musicgen_client import interface as api
+
+from ..generation import GenerationConfig, generate
+from . import prompts
+from .feeds import ChatGLMFeeds, KVShape, LlamaEmbedsFeeds, chatglm_prompt_inputs
+from .image import PREPROCESS_FILE, ImagePreprocessConfig, preprocess_image
+from .tokenizers import SentencePieceTokenizer
+
+logger = logging.getLogger(__name__)
+
+RunStage = Callable[[str, Dict[str, np.ndarray]], List[np.ndarray]]
+CONFIG_FILE = "textgen.json"
+TOKENIZER_DIR = "tokenizer"
+
+
+@dataclass(frozen=True)
+class TextGenConfig:
+    """One text-generation stage: its prompt, how it decodes, and the shape of its KV cache."""
+
+    prompt_template: str
+    generation: GenerationConfig
+    kv: KVShape
+    question: str = ""  # MiniGPT4: what is asked about the image (fills the template's <TextHere>)
+    max_input_tokens: int = 0  # ChatGLM: longer prompts lose their left end; 0: no limit
+
+    @classmethod
+    def load(cls, folder: Path) -> "TextGenConfig":
+        values = json.loads((Path(folder) / CONFIG_FILE).read_text())
+        return cls(**values | {"generation": GenerationConfig.from_dict(values["generation"]),
+                               "kv": KVShape(**values["kv"])})
+
+    def save(self, folder: Path) -> None:
+        values = {"prompt_template": self.prompt_template, "generation": self.generation.to_dict(),
+                  "kv": vars(self.kv), "question": self.question, "max_input_tokens": self.max_input_tokens}
+        (Path(folder) / CONFIG_FILE).write_text(json.dumps(values, indent=2))
+
+
+def _step(run_stage: RunStage, name: str):
+    """A step graph as the loop calls it: feeds → (logits, present_key_values)."""
+    return lambda feeds: tuple(run_stage(name, feeds))
+
+
+@dataclass
+class Caption:
+    caption: str  # what the music prompt is written from
+    answer: str  # MiniGPT4's whole decoded answer
+    token_ids: List[int]
+
+
+class CaptionRecipe:
+    """image → caption: preprocess, encode the image, embed the prompt around it, decode greedily, cut at '#'."""
+
+    def __init__(self, assets: Path, run_stage: RunStage):
+        assets = Path(assets)
+        self.config = TextGenConfig.load(assets)
+        self.image_config = ImagePreprocessConfig.load(assets / PREPROCESS_FILE)
+        self.tokenizer = SentencePieceTokenizer.load(assets / TOKENIZER_DIR)
+        self.run_stage = run_stage
+        first, second = prompts.split_prompt(self.config.question, self.config.prompt_template)
+        # As MiniGPT4Processor: BOS before the text ahead of the image, none after it.
+        self.first_ids = self.tokenizer.encode(first, add_special_tokens=True)
+        self.second_ids = self.tokenizer.encode(second, add_special_tokens=False)
+
+    def embed(self, ids: np.ndarray) -> np.ndarray:
+        return self.run_stage(api.MINIGPT4_EMBED_TOKENS, {"input_ids": ids.astype(np.int64)})[0]
+
+    def prompt_embeds(self, pixel_values: np.ndarray) -> np.ndarray:
+        """[embed(text before), image embeds, embed(text after)] along the sequence."""
+        image_embeds = self.run_stage(api.MINIGPT4_IMAGE_ENCODER, {"pixel_values": pixel_values})[0]
+        text = self.embed(np.array([self.first_ids + self.second_ids]))
+        split = len(self.first_ids)
+        return np.concatenate([text[:, :split], image_embeds, text[:, split:]], axis=1)
+
+    def __call__(self, image, generation: Optional[GenerationConfig] = None) -> Caption:
+        pixel_values = preprocess_image(image, self.image_config)
+        inputs_embeds = self.prompt_embeds(pixel_values)
+        mask = np.ones(inputs_embeds.shape[:2], dtype=np.int64)
+        feeds = LlamaEmbedsFeeds(inputs_embeds, mask, self.embed, self.config.kv, self.tokenizer.bos_token_id)
+        result = generate(_step(self.run_stage, api.MINIGPT4_LLM_STEP), feeds, generation or self.config.generation)
+        answer = self.tokenizer.decode(result.row(0))  # the original keeps special tokens here
+        return Caption(prompts.caption_from_answer(answer), answer, result.row(0))
+
+
+@dataclass
+class MusicPrompt:
+    music_prompt: str  # what AudioLDM is asked for
+    answer: str  # ChatGLM's whole decoded answer
+    prompt: str  # what ChatGLM was asked
+    token_ids: List[int]
+
+
+class MusicPromptRecipe:
+    """caption → music prompt: fill the template, tokenize as ChatGLM's Taskflow, decode, keep the first line."""
+
+    def __init__(self, assets: Path, run_stage: RunStage):
+        assets = Path(assets)
+        self.config = TextGenConfig.load(assets)
+        self.tokenizer = SentencePieceTokenizer.load(assets / TOKENIZER_DIR)
+        self.run_stage = run_stage
+
+    def prompt_ids(self, prompt: str) -> List[int]:
+        ids = self.tokenizer.encode(prompt, add_special_tokens=False)
+        limit = self.config.max_input_tokens
+        if limit:
+            special = len(self.tokenizer.with_special_tokens([]))
+            ids = ids[max(0, len(ids) - (limit - special)):]  # truncation_side="left"
+        return self.tokenizer.with_special_tokens(ids)
+
+    def __call__(self, caption: str, generation: Optional[GenerationConfig] = None) -> MusicPrompt:
+        prompt = self.config.prompt_template.format(caption)
+        tok = self.tokenizer
+        inputs = chatglm_prompt_inputs([self.prompt_ids(prompt)], tok.bos_token_id, tok.mask_token_id,
+                                       tok.gmask_token_id, tok.pad_token_id)
+        feeds = ChatGLMFeeds(inputs, self.config.kv)
+        result = generate(_step(self.run_stage, api.CHATGLM_LLM_STEP), feeds, generation or self.config.generation)
+        answer = tok.decode(result.row(0), skip_special_tokens=True).strip("\n")
+        return MusicPrompt(prompts.music_prompt_from_answer(answer), answer, prompt, result.row(0))
+
+
+class ImageToMusicPrompt:
+    """The whole LLM half of image → music: encoded image → (caption, music prompt)."""
+
+    def __init__(self, caption: CaptionRecipe, music_prompt: MusicPromptRecipe):
+        self.caption = caption
+        self.music_prompt = music_prompt
+
+    @classmethod
+    def from_repository(cls, repository: Path, run_stage: RunStage) -> "ImageToMusicPrompt":
+        repository = Path(repository)
+        return cls(CaptionRecipe(repository / api.CAPTION / "1", run_stage),
+                   MusicPromptRecipe(repository / api.MUSIC_PROMPT / "1", run_stage))
+
+    def __call__(self, image, caption_generation: Optional[GenerationConfig] = None,
+                 prompt_generation: Optional[GenerationConfig] = None):
+        caption = self.caption(image, caption_generation)
+        music = self.music_prompt(caption.caption, prompt_generation)
+        logger.info("caption %r → music prompt %r", caption.caption, music.music_prompt)
+        return caption, music

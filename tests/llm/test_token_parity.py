@@ -1,0 +1,134 @@
+"""Greedy decoding over the exported graphs gives paddlenlp's eager `generate` token for token.
+
+The eager side is called the way the original PaddleMIX flow calls it (musicgen.llm.prompts): MiniGPT4
+through `MiniGPT4ForConditionalGeneration.generate` on the processor's inputs with MiniGPT4Task's kwargs;
+ChatGLM through `ChatGLMForCausalLM.generate` with the ChatGLM Taskflow's tokenization and kwargs. Only
+max_new_tokens is lowered (the same on both sides) to keep the tests fast.
+"""
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from musicgen.llm import prompts
+from musicgen.llm.recipes import CaptionRecipe, ImageToMusicPrompt, MusicPromptRecipe, TextGenConfig
+from musicgen.runtime import RuntimeOptions, local_stage_runner
+from musicgen_client import interface as api
+
+NEW_TOKENS = 24
+BACKENDS = ["onnxruntime", "paddle"]
+LLM_GRAPHS = [c.name for c in api.MINIGPT4_COMPONENTS + api.CHATGLM_COMPONENTS]
+# MiniGPT4Task's generate kwargs, less max_length and eos_token_id (set per test).
+MINIGPT4_KWARGS = dict(num_beams=1, top_p=1.0, top_k=0, repetition_penalty=1.0, length_penalty=0.0, temperature=1.0,
+                       decode_strategy="greedy_search")
+
+
+def png(seed: int, size=(48, 64)) -> bytes:
+    pixels = np.random.default_rng(seed).integers(0, 256, (*size, 3), dtype=np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, format="PNG")
+    return out.getvalue()
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def run_stage(request, llm_build):
+    return local_stage_runner(llm_build.repository, LLM_GRAPHS, RuntimeOptions(backend=request.param))
+
+
+@pytest.fixture(scope="module")
+def caption_config(llm_build) -> TextGenConfig:
+    return TextGenConfig.load(llm_build.repository / api.CAPTION / "1")
+
+
+@pytest.fixture(scope="module")
+def music_config(llm_build) -> TextGenConfig:
+    return TextGenConfig.load(llm_build.repository / api.MUSIC_PROMPT / "1")
+
+
+def nested_eos(stop_ids):
+    """Our flat stop set in the original's nested shape: [[835], [2277, 29937]]."""
+    return [[stop_ids[0]], list(stop_ids[1:])]
+
+
+def eager_caption(eager_minigpt4, image_bytes, max_new_tokens, stop_ids):
+    model, processor = eager_minigpt4
+    image = Image.open(io.BytesIO(image_bytes)).convert("RGB")
+    inputs = processor([image], prompts.MINIGPT4_QUESTION, prompts.MINIGPT4_PROMPT)
+    ids, _ = model.generate(**inputs, max_length=max_new_tokens, eos_token_id=nested_eos(stop_ids), **MINIGPT4_KWARGS)
+    return ids[0].tolist(), processor.batch_decode(ids)[0]
+
+
+def eager_music_prompt(eager_chatglm, caption, max_new_tokens):
+    model, tokenizer = eager_chatglm
+    inputs = tokenizer([prompts.chatglm_prompt(caption)], return_tensors="pd", padding=True, max_length=2048,
+                       truncation=True, truncation_side="left")
+    ids, _ = model.generate(
+        **inputs, decode_strategy="sampling", top_k=1, top_p=1.0, temperature=1.0, max_length=max_new_tokens,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        num_return_sequences=1, use_cache=True,
+    )
+    return ids[0].tolist(), tokenizer.decode(ids[0].tolist(), skip_special_tokens=True).strip("\n")
+
+
+def test_assets_carry_the_original_generation_parameters(caption_config, music_config):
+    caption = caption_config.generation
+    assert (caption.max_new_tokens, caption.decode_strategy, caption.repetition_penalty) == (300, "greedy_search", 1.0)
+    assert len(caption.stop_token_ids) == 3  # the pieces "###", "##", "#"
+    assert caption_config.prompt_template == prompts.MINIGPT4_PROMPT and caption_config.question == "describe the image, "
+    music = music_config.generation
+    assert (music.max_new_tokens, music.decode_strategy, music.top_k, music.top_p, music.temperature) == (
+        2048, "sampling", 1, 1.0, 1.0)
+    assert "scene.  Description:{}." in music_config.prompt_template  # two spaces, as the original
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_minigpt4_caption_tokens_equal_eager(llm_build, run_stage, eager_minigpt4, caption_config, seed):
+    image = png(seed)
+    config = caption_config.generation.updated(max_new_tokens=NEW_TOKENS)
+    ours = CaptionRecipe(llm_build.repository / api.CAPTION / "1", run_stage)(image, config)
+    ids, answer = eager_caption(eager_minigpt4, image, NEW_TOKENS, config.stop_token_ids)
+    assert len(ids) >= 16
+    assert ours.token_ids == ids
+    assert ours.answer == answer and ours.caption == answer.split("#")[0]
+
+
+def test_minigpt4_stops_where_eager_stops(llm_build, run_stage, eager_minigpt4, caption_config):
+    """A stop id in the second, two-id group of the nested list ends the row on its own, in both."""
+    image = png(2)
+    free, _ = eager_caption(eager_minigpt4, image, NEW_TOKENS, caption_config.generation.stop_token_ids)
+    stop = free[10]
+    stop_ids = caption_config.generation.stop_token_ids[:2] + (stop,)
+    ids, answer = eager_caption(eager_minigpt4, image, NEW_TOKENS, stop_ids)
+    assert ids == free[: free.index(stop) + 1]
+    config = caption_config.generation.updated(max_new_tokens=NEW_TOKENS, stop_token_ids=stop_ids)
+    ours = CaptionRecipe(llm_build.repository / api.CAPTION / "1", run_stage)(image, config)
+    assert ours.token_ids == ids and ours.answer == answer
+
+
+@pytest.mark.parametrize("caption", ["The image shows a cat on a marble table", "two dogs walk along the beach\nat night"])
+def test_chatglm_tokens_equal_eager(llm_build, run_stage, eager_chatglm, music_config, caption):
+    config = music_config.generation.updated(max_new_tokens=NEW_TOKENS)
+    ours = MusicPromptRecipe(llm_build.repository / api.MUSIC_PROMPT / "1", run_stage)(caption, config)
+    ids, answer = eager_music_prompt(eager_chatglm, caption, NEW_TOKENS)
+    assert len(ids) >= 16
+    assert ours.token_ids == ids
+    assert ours.answer == answer and ours.music_prompt == prompts.music_prompt_from_answer(answer)
+    assert len(set(ids)) > 4  # the tiny model does not just repeat one token: the cache is exercised
+
+
+def test_image_to_music_prompt_equals_the_eager_chain(llm_build, run_stage, eager_minigpt4, eager_chatglm,
+                                                      caption_config, music_config):
+    """Encoded image → caption → music prompt, over local graphs, gives the eager models' strings. The caption
+    decodes with the exported defaults (this image's tiny caption ends on a "###" stop piece)."""
+    image = png(5, size=(30, 90))
+    music_gen = music_config.generation.updated(max_new_tokens=NEW_TOKENS)
+    caption, music = ImageToMusicPrompt.from_repository(llm_build.repository, run_stage)(image, None, music_gen)
+
+    ids, answer = eager_caption(eager_minigpt4, image, caption_config.generation.max_new_tokens,
+                                caption_config.generation.stop_token_ids)
+    assert ids[-1] in caption_config.generation.stop_token_ids and len(ids) >= 16
+    assert caption.token_ids == ids and caption.caption == answer.split("#")[0]
+    _, music_answer = eager_music_prompt(eager_chatglm, caption.caption, NEW_TOKENS)
+    assert music.prompt == prompts.CHATGLM_TEMPLATE.format(caption.caption)
+    assert music.music_prompt == music_answer.split("\n")[0].split(":")[-1].strip()
