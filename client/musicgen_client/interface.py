@@ -123,10 +123,9 @@ AUDIOLDM_COMPONENTS = (
 )
 
 # ---- image → music prompt: MiniGPT4 captions, ChatGLM writes the music prompt -----------------------------
-# Folders holding the tokenizer, generation config and prompt templates of each text-generation stage
-# (`<model>/1/` in the repository), beside the graphs they drive.
-CAPTION = "caption"
-MUSIC_PROMPT = "music_prompt"
+CAPTION = "caption"  # served model: image → caption (MiniGPT4); also the name of its output
+CHATGLM = "chatglm"  # served model: prompt → text (ChatGLM-6B)
+MUSIC_PROMPT = "music_prompt"  # image2music's output: what ChatGLM wrote and AudioLDM rendered
 
 MINIGPT4_IMAGE_ENCODER = "minigpt4_image_encoder"
 MINIGPT4_EMBED_TOKENS = "minigpt4_embed_tokens"

@@ -1,5 +1,5 @@
-"""Export ChatGLM-6B v1 (caption → music prompt) into a model repository: the step graph and the
-`music_prompt` stage's assets.
+"""Export ChatGLM-6B v1 (prompt → text; the flow asks it for the music prompt) into a model repository: the
+step graph and the `chatglm` text-generation model's assets.
 
 Weights (`--from`): a ChatGLMForCausalLM `save_pretrained` folder with its tokenizer, the layout paddlenlp's
 Taskflow uses for `THUDM/chatglm-6b` (`$PPNLP_HOME/models/THUDM/chatglm-6b/`, PPNLP_HOME defaulting to
@@ -12,7 +12,7 @@ Taskflow uses for `THUDM/chatglm-6b` (`$PPNLP_HOME/models/THUDM/chatglm-6b/`, PP
 Written (serving configs are not: the orchestrator side owns them):
 
     <repo>/chatglm_llm_step/1/   model.onnx, paddle/, parity.json
-    <repo>/music_prompt/1/       tokenizer/, textgen.json (prompt template, generation)
+    <repo>/chatglm/1/            tokenizer/, textgen.json (generation parameters)
 """
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def build_preset(preset: str, weights_root: Path) -> Path:
     return build_random_chatglm(PRESETS[preset], Path(weights_root) / f"chatglm-{preset}")
 
 
-def music_prompt_config(weights: Path, tokenizer) -> TextGenConfig:
+def chatglm_config(weights: Path, tokenizer) -> TextGenConfig:
     """paddlenlp's ChatGLM Taskflow defaults, as the original calls it (musicgen.llm.prompts)."""
     cfg = json.loads((Path(weights) / "config.json").read_text())
     heads = cfg["num_attention_heads"]
@@ -50,17 +50,18 @@ def music_prompt_config(weights: Path, tokenizer) -> TextGenConfig:
         pad_token_id=tokenizer.pad_token_id,
     )
     return TextGenConfig(
-        prompt_template=prompts.CHATGLM_TEMPLATE, generation=generation, max_input_tokens=prompts.CHATGLM_MAX_INPUT_TOKENS,
+        # The prompt as given: the flow (musicgen_client.flow) writes the question.
+        prompt_template="{}", generation=generation, max_input_tokens=prompts.CHATGLM_MAX_INPUT_TOKENS,
         kv=KVShape(layers=cfg["num_hidden_layers"], heads=heads, head_dim=cfg["hidden_size"] // heads),
     )
 
 
-def write_music_prompt_assets(weights: Path, repository: Path) -> None:
+def write_chatglm_assets(weights: Path, repository: Path) -> None:
     from paddlenlp.transformers import ChatGLMTokenizer
 
     tokenizer = ChatGLMTokenizer.from_pretrained(str(weights))
     write_stage_assets(
-        repository, api.MUSIC_PROMPT, tokenizer, "chatglm", music_prompt_config(weights, tokenizer),
+        repository, api.CHATGLM, tokenizer, "chatglm", chatglm_config(weights, tokenizer),
         num_image_tokens=tokenizer.num_image_tokens, max_blank_length=tokenizer.max_blank_length,
         mask_token_id=tokenizer.mask_token_id, gmask_token_id=tokenizer.gmask_token_id,
     )
@@ -70,4 +71,4 @@ def export_family(weights: Path, repository: Path) -> None:
     weights = Path(weights).resolve()
     check_files(weights, REQUIRED_FILES, "ChatGLM save_pretrained")
     export_graphs("chatglm", COMPONENTS, weights, repository)
-    write_music_prompt_assets(weights, repository)
+    write_chatglm_assets(weights, repository)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from musicgen.llm.prompts import CHATGLM_TEMPLATE
+from musicgen_client.flow import music_prompt_request
 
 from ..tiny_tokenizers import corpus, train_sentencepiece
 
@@ -44,7 +44,7 @@ def write_chatglm_tokenizer(work_dir: Path, options: dict):
 
     model_file = work_dir / "ice_text.model"
     train_sentencepiece(
-        model_file, corpus([CHATGLM_TEMPLATE.format("The image shows a cat on a marble table")]),
+        model_file, corpus([music_prompt_request("The image shows a cat on a marble table")]),
         unk_id=0, bos_id=1, eos_id=2, pad_id=3, pad_piece="<pad>", user_defined_symbols=CHATGLM_SYMBOLS,
         character_coverage=1.0, split_digits=True, remove_extra_whitespaces=False, **options,
     )

@@ -43,10 +43,8 @@ MINIGPT4_MAX_NEW_TOKENS = 300
 CAPTION_SEPARATOR = "#"
 
 # ---- ChatGLM: caption → music prompt ---------------------------------------------------------------------
-CHATGLM_TEMPLATE = (
-    "Given the scene description in the following paragraph, please create a musical style sentence that fits "
-    "the scene.  Description:{}."
-)
+# The question template and the answer's cut are in musicgen_client.flow: the client's stage-by-stage mode
+# needs them too.
 CHATGLM_MAX_NEW_TOKENS = 2048
 CHATGLM_MAX_INPUT_TOKENS = 2048  # the Taskflow's max_seq_length: longer prompts lose their LEFT end
 CHATGLM_TOP_K = 1
@@ -61,12 +59,3 @@ def split_prompt(question: str, template: str = MINIGPT4_PROMPT) -> tuple:
 def caption_from_answer(answer: str) -> str:
     """The original keeps what MiniGPT4 says before its first '#' (the start of a "###" turn marker)."""
     return answer.split(CAPTION_SEPARATOR)[0]
-
-
-def chatglm_prompt(caption: str) -> str:
-    return CHATGLM_TEMPLATE.format(caption)
-
-
-def music_prompt_from_answer(answer: str) -> str:
-    """ChatGlmTask's post-processing: the first line, after its last ':', stripped."""
-    return answer.split("\n")[0].split(":")[-1].strip()

@@ -2,9 +2,10 @@
 
 Each recipe reads as the original application's steps and drives its graphs through `run_stage(name, feeds)
 -> outputs` (local graphs in tests and benchmarks, BLS calls inside Triton). Everything a recipe needs
-besides the graphs lives in its asset folder, written by export: `caption/1/` and `music_prompt/1/` hold the
+besides the graphs lives in its asset folder, written by export: `caption/1/` and `chatglm/1/` hold the
 tokenizer, `CONFIG_FILE` (prompt template, generation parameters, KV-cache dims) and, for the caption, the
-image preprocessing constants.
+image preprocessing constants. How a caption becomes ChatGLM's question, and its answer the music prompt, is
+the flow's business (musicgen_client.flow), not ChatGLM's.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
+from musicgen_client import flow
 from musicgen_client import interface as api
 
 from ..generation import GenerationConfig, generate
@@ -100,6 +102,13 @@ class CaptionRecipe:
 
 
 @dataclass
+class GeneratedText:
+    text: str  # decoded without special tokens, stripped of newlines, as paddlenlp's ChatGLM Taskflow returns it
+    prompt: str  # what ChatGLM was asked
+    token_ids: List[int]
+
+
+@dataclass
 class MusicPrompt:
     music_prompt: str  # what AudioLDM is asked for
     answer: str  # ChatGLM's whole decoded answer
@@ -107,8 +116,8 @@ class MusicPrompt:
     token_ids: List[int]
 
 
-class MusicPromptRecipe:
-    """caption → music prompt: fill the template, tokenize as ChatGLM's Taskflow, decode, keep the first line."""
+class ChatGLMRecipe:
+    """prompt → text, as paddlenlp's ChatGLM Taskflow: tokenize (left truncation), decode, strip newlines."""
 
     def __init__(self, assets: Path, run_stage: RunStage):
         assets = Path(assets)
@@ -124,33 +133,34 @@ class MusicPromptRecipe:
             ids = ids[max(0, len(ids) - (limit - special)):]  # truncation_side="left"
         return self.tokenizer.with_special_tokens(ids)
 
-    def __call__(self, caption: str, generation: Optional[GenerationConfig] = None) -> MusicPrompt:
-        prompt = self.config.prompt_template.format(caption)
+    def __call__(self, text: str, generation: Optional[GenerationConfig] = None) -> GeneratedText:
+        prompt = self.config.prompt_template.format(text)
         tok = self.tokenizer
         inputs = chatglm_prompt_inputs([self.prompt_ids(prompt)], tok.bos_token_id, tok.mask_token_id,
                                        tok.gmask_token_id, tok.pad_token_id)
         feeds = ChatGLMFeeds(inputs, self.config.kv)
         result = generate(_step(self.run_stage, api.CHATGLM_LLM_STEP), feeds, generation or self.config.generation)
         answer = tok.decode(result.row(0), skip_special_tokens=True).strip("\n")
-        return MusicPrompt(prompts.music_prompt_from_answer(answer), answer, prompt, result.row(0))
+        return GeneratedText(answer, prompt, result.row(0))
 
 
 class ImageToMusicPrompt:
     """The whole LLM half of image → music: encoded image → (caption, music prompt)."""
 
-    def __init__(self, caption: CaptionRecipe, music_prompt: MusicPromptRecipe):
+    def __init__(self, caption: CaptionRecipe, chatglm: ChatGLMRecipe):
         self.caption = caption
-        self.music_prompt = music_prompt
+        self.chatglm = chatglm
 
     @classmethod
     def from_repository(cls, repository: Path, run_stage: RunStage) -> "ImageToMusicPrompt":
         repository = Path(repository)
         return cls(CaptionRecipe(repository / api.CAPTION / "1", run_stage),
-                   MusicPromptRecipe(repository / api.MUSIC_PROMPT / "1", run_stage))
+                   ChatGLMRecipe(repository / api.CHATGLM / "1", run_stage))
 
     def __call__(self, image, caption_generation: Optional[GenerationConfig] = None,
                  prompt_generation: Optional[GenerationConfig] = None):
         caption = self.caption(image, caption_generation)
-        music = self.music_prompt(caption.caption, prompt_generation)
+        answer = self.chatglm(flow.music_prompt_request(caption.caption), prompt_generation)
+        music = MusicPrompt(flow.music_prompt_from_answer(answer.text), answer.text, answer.prompt, answer.token_ids)
         logger.info("caption %r → music prompt %r", caption.caption, music.music_prompt)
         return caption, music

@@ -8,14 +8,15 @@ from PIL import Image
 from musicgen.llm import prompts
 from musicgen.llm.feeds import chatglm_prompt_inputs
 from musicgen.llm.image import ImagePreprocessConfig, preprocess_image
-from musicgen.llm.recipes import TOKENIZER_DIR, MusicPromptRecipe
+from musicgen.llm.recipes import TOKENIZER_DIR, ChatGLMRecipe
 from musicgen.llm.tokenizers import SentencePieceTokenizer
+from musicgen_client import flow
 from musicgen_client import interface as api
 
 TEXTS = [
     prompts.MINIGPT4_PROMPT,
     *prompts.split_prompt(prompts.MINIGPT4_QUESTION),
-    prompts.chatglm_prompt("The image shows a pineapple cocktail on a marble table. The drink is poured into it."),
+    flow.music_prompt_request("The image shows a pineapple cocktail on a marble table. The drink is poured into it."),
     "two lines\nand a\ttab,   three spaces and    four",
     "specials inline: a</s>b <unk> c[gMASK]d  <sop> e [MASK]<eop><pad> <s>end",
     "Unicode: café, naïve, 音乐, 😀 ###Human## # isn't it?",
@@ -30,7 +31,7 @@ def tokenizer_pairs(llm_build, eager_minigpt4, eager_chatglm):
     repo = llm_build.repository
     return {
         "llama": (SentencePieceTokenizer.load(repo / api.CAPTION / "1" / TOKENIZER_DIR), eager_minigpt4[1].tokenizer),
-        "chatglm": (SentencePieceTokenizer.load(repo / api.MUSIC_PROMPT / "1" / TOKENIZER_DIR), eager_chatglm[1]),
+        "chatglm": (SentencePieceTokenizer.load(repo / api.CHATGLM / "1" / TOKENIZER_DIR), eager_chatglm[1]),
     }
 
 
@@ -58,8 +59,8 @@ def test_decode_matches_paddlenlp_on_random_ids(tokenizer_pairs, kind):
 def test_chatglm_prompt_inputs_match_the_tokenizer(llm_build, eager_chatglm):
     """Ids, 2-D positions and prefix mask, for one prompt and for a left-padded batch of two."""
     _, tokenizer = eager_chatglm
-    recipe = MusicPromptRecipe(llm_build.repository / api.MUSIC_PROMPT / "1", run_stage=None)
-    texts = [prompts.chatglm_prompt("a cat on a table"), prompts.chatglm_prompt("a much longer scene with two dogs")]
+    recipe = ChatGLMRecipe(llm_build.repository / api.CHATGLM / "1", run_stage=None)
+    texts = [flow.music_prompt_request("a cat on a table"), flow.music_prompt_request("a much longer scene with two dogs")]
     for batch in ([texts[0]], texts):
         theirs = tokenizer(batch, return_tensors="np", padding=True, max_length=2048, truncation=True,
                            truncation_side="left")

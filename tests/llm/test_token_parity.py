@@ -12,8 +12,9 @@ import pytest
 from PIL import Image
 
 from musicgen.llm import prompts
-from musicgen.llm.recipes import CaptionRecipe, ImageToMusicPrompt, MusicPromptRecipe, TextGenConfig
+from musicgen.llm.recipes import CaptionRecipe, ImageToMusicPrompt, ChatGLMRecipe, TextGenConfig
 from musicgen.runtime import RuntimeOptions, local_stage_runner
+from musicgen_client import flow
 from musicgen_client import interface as api
 
 NEW_TOKENS = 24
@@ -43,7 +44,7 @@ def caption_config(llm_build) -> TextGenConfig:
 
 @pytest.fixture(scope="module")
 def music_config(llm_build) -> TextGenConfig:
-    return TextGenConfig.load(llm_build.repository / api.MUSIC_PROMPT / "1")
+    return TextGenConfig.load(llm_build.repository / api.CHATGLM / "1")
 
 
 def nested_eos(stop_ids):
@@ -61,7 +62,7 @@ def eager_caption(eager_minigpt4, image_bytes, max_new_tokens, stop_ids):
 
 def eager_music_prompt(eager_chatglm, caption, max_new_tokens):
     model, tokenizer = eager_chatglm
-    inputs = tokenizer([prompts.chatglm_prompt(caption)], return_tensors="pd", padding=True, max_length=2048,
+    inputs = tokenizer([flow.music_prompt_request(caption)], return_tensors="pd", padding=True, max_length=2048,
                        truncation=True, truncation_side="left")
     ids, _ = model.generate(
         **inputs, decode_strategy="sampling", top_k=1, top_p=1.0, temperature=1.0, max_length=max_new_tokens,
@@ -79,7 +80,8 @@ def test_assets_carry_the_original_generation_parameters(caption_config, music_c
     music = music_config.generation
     assert (music.max_new_tokens, music.decode_strategy, music.top_k, music.top_p, music.temperature) == (
         2048, "sampling", 1, 1.0, 1.0)
-    assert "scene.  Description:{}." in music_config.prompt_template  # two spaces, as the original
+    assert music_config.prompt_template == "{}"  # ChatGLM takes the prompt as given
+    assert "scene.  Description:{}." in flow.MUSIC_PROMPT_TEMPLATE  # two spaces, as the original
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -109,11 +111,11 @@ def test_minigpt4_stops_where_eager_stops(llm_build, run_stage, eager_minigpt4, 
 @pytest.mark.parametrize("caption", ["The image shows a cat on a marble table", "two dogs walk along the beach\nat night"])
 def test_chatglm_tokens_equal_eager(llm_build, run_stage, eager_chatglm, music_config, caption):
     config = music_config.generation.updated(max_new_tokens=NEW_TOKENS)
-    ours = MusicPromptRecipe(llm_build.repository / api.MUSIC_PROMPT / "1", run_stage)(caption, config)
+    ours = ChatGLMRecipe(llm_build.repository / api.CHATGLM / "1", run_stage)(flow.music_prompt_request(caption), config)
     ids, answer = eager_music_prompt(eager_chatglm, caption, NEW_TOKENS)
     assert len(ids) >= 16
     assert ours.token_ids == ids
-    assert ours.answer == answer and ours.music_prompt == prompts.music_prompt_from_answer(answer)
+    assert ours.text == answer
     assert len(set(ids)) > 4  # the tiny model does not just repeat one token: the cache is exercised
 
 
@@ -130,5 +132,5 @@ def test_image_to_music_prompt_equals_the_eager_chain(llm_build, run_stage, eage
     assert ids[-1] in caption_config.generation.stop_token_ids and len(ids) >= 16
     assert caption.token_ids == ids and caption.caption == answer.split("#")[0]
     _, music_answer = eager_music_prompt(eager_chatglm, caption.caption, NEW_TOKENS)
-    assert music.prompt == prompts.CHATGLM_TEMPLATE.format(caption.caption)
+    assert music.prompt == flow.MUSIC_PROMPT_TEMPLATE.format(caption.caption)
     assert music.music_prompt == music_answer.split("\n")[0].split(":")[-1].strip()

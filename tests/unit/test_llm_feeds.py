@@ -5,7 +5,8 @@ The token-parity tests (tests/llm) check them end to end against paddlenlp; thes
 import numpy as np
 
 from musicgen.llm.feeds import ChatGLMFeeds, KVShape, LlamaEmbedsFeeds, chatglm_prompt_inputs
-from musicgen.llm.prompts import caption_from_answer, music_prompt_from_answer, split_prompt
+from musicgen.llm.prompts import caption_from_answer, split_prompt
+from musicgen_client.flow import music_prompt_from_answer
 
 KV = KVShape(layers=2, heads=3, head_dim=4)
 
