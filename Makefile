@@ -4,7 +4,7 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 REPO ?= build/model_repository
-PRESET ?= tiny
+AUDIOLDM_PRESET ?= tiny
 DEMO_DIR := build/demo
 HTTP_PORT ?= 8000
 GRPC_PORT ?= 8001
@@ -23,12 +23,15 @@ $(VENV)/.installed: requirements/server.txt requirements/server-nodeps.txt pypro
 	$(PY) -m pip install -q --no-deps -e . -e ./client
 	touch $@
 
-# --- export: graphs + configs into the model repository (re-run when the export code changes) ----------
+# --- export: graphs + configs of the three families into the model repository (tiny random weights; -------
+# --- AUDIOLDM_PRESET=audioldm-s-random for the real AudioLDM-s shape). Re-runs when the code changes. ------
 EXPORT_SOURCES := $(shell find export musicgen model_repository client/musicgen_client -name '*.py' -o -name '*.in')
-export: $(REPO)/.exported-$(PRESET)
-$(REPO)/.exported-$(PRESET): $(VENV)/.installed $(EXPORT_SOURCES)
+export: $(REPO)/.exported-$(AUDIOLDM_PRESET)
+$(REPO)/.exported-$(AUDIOLDM_PRESET): $(VENV)/.installed $(EXPORT_SOURCES)
 	rm -f $(REPO)/.exported-*
-	$(PY) -m export audioldm --preset $(PRESET) --out $(REPO)
+	$(PY) -m export audioldm --preset $(AUDIOLDM_PRESET) --out $(REPO)
+	$(PY) -m export minigpt4 --preset tiny --out $(REPO)
+	$(PY) -m export chatglm --preset tiny --out $(REPO)
 	touch $@
 
 # --- serve: tritonserver on 127.0.0.1 (HTTP 8000, gRPC 8001, metrics 8002) until Ctrl-C ---------------
@@ -42,7 +45,7 @@ demo: export
 
 # --- test: unit, export parity and end-to-end tests against a real tritonserver ----------------------
 test: export
-	MUSICGEN_REPOSITORY=$(REPO) $(PY) -m pytest -q tests
+	MUSICGEN_REPOSITORY=$(REPO) MUSICGEN_LLM_BUILD=$(dir $(REPO)) $(PY) -m pytest -q tests
 
 clean:
 	rm -rf build

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Tuple
 
-from export.core import ExportError
+from export.core import ExportError, configure_logging
 
 logger = logging.getLogger("export")
 
@@ -33,11 +33,10 @@ MODEL_HOMES = (("PPMIX_HOME", "~/.paddlemix"), ("PPNLP_HOME", "~/.paddlenlp"))
 class Family:
     """A model family: a package `export.<name>` whose `presets.PRESETS` names its random-weight presets and
     whose `build` module provides `build_preset(preset, weights_root) -> weights folder` and
-    `export_family(weights, repository[, backend, device])`; the last two only where it writes serving configs.
+    `export_family(weights, repository, serving)`.
     """
 
     name: str
-    writes_serving_config: bool
 
     @property
     def presets(self) -> Tuple[str, ...]:
@@ -47,12 +46,7 @@ class Family:
         return importlib.import_module(f"export.{self.name}.build")
 
 
-FAMILIES: Dict[str, Family] = {f.name: f for f in (
-    Family("audioldm", writes_serving_config=True),
-    # The LLM families export graphs and assets; their served models are configured on the serving side.
-    Family("minigpt4", writes_serving_config=False),
-    Family("chatglm", writes_serving_config=False),
-)}
+FAMILIES: Dict[str, Family] = {f.name: f for f in (Family("audioldm"), Family("minigpt4"), Family("chatglm"))}
 
 
 def resolve_weights(source: str) -> Path:
@@ -78,27 +72,22 @@ def main(argv=None) -> int:
     source.add_argument("--from", dest="weights", help="a save_pretrained folder, or a name under $PPMIX_HOME/models")
     parser.add_argument("--out", default="build/model_repository", help="model repository to write into")
     parser.add_argument("--weights-dir", default="build/weights", help="where presets save their random weights")
-    parser.add_argument("--backend", choices=["onnxruntime", "paddle"],
-                        help="runtime the served component models use (both graph formats are always exported; "
-                        "families that write serving configs only; default onnxruntime)")
-    parser.add_argument("--device", choices=["cpu", "gpu"], help="families that write serving configs only; default cpu")
+    parser.add_argument("--backend", choices=["onnxruntime", "paddle"], default="onnxruntime",
+                        help="runtime the served graph models use (both graph formats are always exported)")
+    parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
 
     family = FAMILIES[args.family]
     if args.preset and args.preset not in family.presets:
         parser.error(f"--preset {args.preset!r}: {args.family} has presets {', '.join(family.presets)}")
-    serving = {"backend": args.backend or "onnxruntime", "device": args.device or "cpu"}
-    if not family.writes_serving_config and (args.backend or args.device):
-        parser.error(f"--backend/--device: {args.family} writes graphs and assets only, no serving config to set")
+    from export.serving import Serving, write_flow_models
 
     build = family.build_module()
     try:
         weights = build.build_preset(args.preset, Path(args.weights_dir)) if args.preset else resolve_weights(args.weights)
-        if family.writes_serving_config:
-            build.export_family(weights, Path(args.out), **serving)
-        else:
-            build.export_family(weights, Path(args.out))
+        build.export_family(weights, Path(args.out), Serving(args.backend, args.device))
+        write_flow_models(Path(args.out))
     except (ExportError, FileNotFoundError, ValueError) as exc:
         logger.error("%s", exc)
         return 1

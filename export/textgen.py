@@ -1,21 +1,17 @@
-"""What the two LLM families share at export: graph folders without serving configs, and the asset folder of a
-text-generation stage (framework-free tokenizer description, prompt, generation parameters).
-
-The serving side (config.pbtxt, model.py) of these models is written elsewhere: this only lays down
-`<repository>/<component>/1/` (graphs + parity.json) and `<repository>/<stage>/1/` (assets).
-"""
+"""What the two LLM families share at export: the asset folder of a text-generation stage (framework-free
+tokenizer description, prompt, generation parameters) in `<repository>/<stage>/1/`."""
 from __future__ import annotations
 
 import json
 import logging
 import shutil
 from pathlib import Path
-from typing import Dict, Sequence
+from typing import Sequence
 
 from musicgen.llm.recipes import TOKENIZER_DIR, TextGenConfig
 from musicgen.llm.tokenizers import TOKENIZER_FILE
 
-from .core import Component, ExportError, run_job
+from .core import ExportError
 
 logger = logging.getLogger(__name__)
 
@@ -25,15 +21,6 @@ def check_files(weights: Path, needed: Sequence[str], what: str) -> None:
     missing = [n for n in needed if not any((weights / alt).exists() for alt in n.split("|"))]
     if missing:
         raise FileNotFoundError(f"{weights} is not a {what} folder (missing {', '.join(missing)})")
-
-
-def export_graphs(family: str, components: Dict[str, Component], weights: Path, repository: Path) -> None:
-    """Export each component (in its own process) into `<repository>/<name>/1/`."""
-    for i, name in enumerate(components, 1):
-        logger.info("[%d/%d] exporting %s from %s", i, len(components), name, weights)
-        version_dir = Path(repository) / name / "1"
-        version_dir.mkdir(parents=True, exist_ok=True)
-        run_job(family, name, weights, version_dir)
 
 
 def write_tokenizer(tokenizer, kind: str, out_dir: Path, **extra) -> None:

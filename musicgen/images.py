@@ -9,14 +9,16 @@ import io
 import warnings
 from dataclasses import dataclass
 
+from musicgen_client import interface as api
+
 from .protocol import InvalidRequestError
 
-FIELD = "image"
+FIELD = api.IMAGE
 
 
 @dataclass(frozen=True)
 class ImageLimits:
-    max_bytes: int = 20 * 1024 * 1024
+    max_bytes: int = api.MAX_IMAGE_BYTES
     max_pixels: int = 40_000_000  # width × height; ~6300 × 6300
     formats: tuple = ("PNG", "JPEG")
 

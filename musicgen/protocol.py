@@ -136,3 +136,50 @@ def parse_text_to_music(inputs: Inputs, min_audio_length_in_s: float = 0.0) -> T
         prompt=_text(inputs, api.PROMPT, required=True),
         options=parse_audio_options(inputs, min_audio_length_in_s),
     )
+
+
+def _image_bytes(inputs: Inputs) -> bytes:
+    value = _scalar(inputs, api.IMAGE)
+    if value is None:
+        raise InvalidRequestError(api.IMAGE, "is required: send the bytes of a PNG or JPEG file")
+    raw = value.item()
+    if not isinstance(raw, bytes):
+        raise InvalidRequestError(api.IMAGE, "must be the encoded file's bytes (BYTES)")
+    return raw
+
+
+@dataclass(frozen=True)
+class CaptionRequest:
+    image: object  # decoded RGB PIL image
+    max_new_tokens: Optional[int]  # None: the model's default
+
+
+@dataclass(frozen=True)
+class TextRequest:
+    prompt: str
+    max_new_tokens: Optional[int]
+
+
+@dataclass(frozen=True)
+class ImageToMusicRequest:
+    image: bytes  # validated to decode; the caption model decodes it again on its side
+    options: AudioOptions
+
+
+def parse_caption(inputs: Inputs) -> CaptionRequest:
+    from .images import decode_image
+
+    return CaptionRequest(decode_image(_image_bytes(inputs)), _number(inputs, api.MAX_NEW_TOKENS_RANGE, int))
+
+
+def parse_text(inputs: Inputs) -> TextRequest:
+    return TextRequest(_text(inputs, api.PROMPT, required=True), _number(inputs, api.MAX_NEW_TOKENS_RANGE, int))
+
+
+def parse_image_to_music(inputs: Inputs, min_audio_length_in_s: float = 0.0) -> ImageToMusicRequest:
+    """Everything checked before any model runs: a bad option must not cost a caption and a chat first."""
+    from .images import decode_image
+
+    image = _image_bytes(inputs)
+    decode_image(image)
+    return ImageToMusicRequest(image, parse_audio_options(inputs, min_audio_length_in_s))

@@ -54,15 +54,21 @@ def respond_each(requests, handle: Callable[[object], Dict[str, np.ndarray]]) ->
     return responses
 
 
-def bls_stage(name: str, feeds: Dict[str, np.ndarray]) -> List[np.ndarray]:
-    """Call a served component model from inside another model; outputs in interface order."""
-    spec = api.COMPONENTS_BY_NAME[name]
+def bls_call(model: str, inputs: Dict[str, np.ndarray], output_names: Sequence[str]) -> Dict[str, np.ndarray]:
+    """Run another served model from inside this one; its error becomes a StageError naming it."""
     request = pb_utils.InferenceRequest(
-        model_name=name,
-        inputs=[pb_utils.Tensor(k, np.ascontiguousarray(v)) for k, v in feeds.items()],
-        requested_output_names=[t.name for t in spec.outputs],
+        model_name=model,
+        inputs=[pb_utils.Tensor(k, np.ascontiguousarray(v)) for k, v in inputs.items()],
+        requested_output_names=list(output_names),
     )
     response = request.exec()
     if response.has_error():
-        raise StageError(name, response.error().message())
-    return [pb_utils.get_output_tensor_by_name(response, t.name).as_numpy() for t in spec.outputs]
+        raise StageError(model, response.error().message())
+    return {name: pb_utils.get_output_tensor_by_name(response, name).as_numpy() for name in output_names}
+
+
+def bls_stage(name: str, feeds: Dict[str, np.ndarray]) -> List[np.ndarray]:
+    """A served component graph as a recipe's `run_stage`: outputs in interface order."""
+    names = [t.name for t in api.COMPONENTS_BY_NAME[name].outputs]
+    outputs = bls_call(name, feeds, names)
+    return [outputs[n] for n in names]

@@ -79,6 +79,14 @@ AUDIO_OUTPUTS = (
 TEXT2MUSIC_INPUTS = (TensorSpec(PROMPT, "BYTES", (1,)),) + AUDIO_OPTION_INPUTS
 TEXT2MUSIC_OUTPUTS = AUDIO_OUTPUTS
 
+# ---- image → music ------------------------------------------------------------------------------
+IMAGE = "image"  # an encoded PNG or JPEG, whole file bytes
+TEXT = "text"
+MAX_NEW_TOKENS = "max_new_tokens"
+MAX_IMAGE_BYTES = 20 * 1024 * 1024
+# Absent: the model's own default (the original application's: 300 for MiniGPT4, 2048 for ChatGLM).
+MAX_NEW_TOKENS_RANGE = ParameterRange(MAX_NEW_TOKENS, None, 1, 4096)
+
 # ---- AudioLDM components (each served on its own) --------------------------------------------
 AUDIOLDM_TEXT_ENCODER = "audioldm_text_encoder"
 AUDIOLDM_UNET = "audioldm_unet"
@@ -126,6 +134,13 @@ AUDIOLDM_COMPONENTS = (
 CAPTION = "caption"  # served model: image → caption (MiniGPT4); also the name of its output
 CHATGLM = "chatglm"  # served model: prompt → text (ChatGLM-6B)
 MUSIC_PROMPT = "music_prompt"  # image2music's output: what ChatGLM wrote and AudioLDM rendered
+
+CAPTION_INPUTS = (TensorSpec(IMAGE, "BYTES", (1,)), TensorSpec(MAX_NEW_TOKENS, "INT32", (1,), optional=True))
+CAPTION_OUTPUTS = (TensorSpec(CAPTION, "BYTES", (1,)),)
+CHATGLM_INPUTS = (TensorSpec(PROMPT, "BYTES", (1,)), TensorSpec(MAX_NEW_TOKENS, "INT32", (1,), optional=True))
+CHATGLM_OUTPUTS = (TensorSpec(TEXT, "BYTES", (1,)),)
+IMAGE2MUSIC_INPUTS = (TensorSpec(IMAGE, "BYTES", (1,)),) + AUDIO_OPTION_INPUTS
+IMAGE2MUSIC_OUTPUTS = (TensorSpec(CAPTION, "BYTES", (1,)), TensorSpec(MUSIC_PROMPT, "BYTES", (1,))) + AUDIO_OUTPUTS
 
 MINIGPT4_IMAGE_ENCODER = "minigpt4_image_encoder"
 MINIGPT4_EMBED_TOKENS = "minigpt4_embed_tokens"

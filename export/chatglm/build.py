@@ -9,10 +9,10 @@ Taskflow uses for `THUDM/chatglm-6b` (`$PPNLP_HOME/models/THUDM/chatglm-6b/`, PP
     model_state.pdparams         (or model_state.pdparams.index.json + shards)
     ice_text.model               the sentencepiece model, with tokenizer_config.json
 
-Written (serving configs are not: the orchestrator side owns them):
+Written (each folder with its config.pbtxt; version folder `1/`):
 
     <repo>/chatglm_llm_step/1/   model.onnx, paddle/, parity.json
-    <repo>/chatglm/1/            tokenizer/, textgen.json (generation parameters)
+    <repo>/chatglm/1/            model.py, tokenizer/, textgen.json (generation parameters)
 """
 from __future__ import annotations
 
@@ -26,7 +26,8 @@ from musicgen.llm.feeds import KVShape
 from musicgen.llm.recipes import TextGenConfig
 from musicgen_client import interface as api
 
-from ..textgen import check_files, export_graphs, write_stage_assets
+from ..serving import Serving, export_components, write_stage
+from ..textgen import check_files, write_stage_assets
 from .components import COMPONENTS
 from .presets import PRESETS, build_random_chatglm
 
@@ -67,8 +68,9 @@ def write_chatglm_assets(weights: Path, repository: Path) -> None:
     )
 
 
-def export_family(weights: Path, repository: Path) -> None:
+def export_family(weights: Path, repository: Path, serving: Serving) -> None:
     weights = Path(weights).resolve()
     check_files(weights, REQUIRED_FILES, "ChatGLM save_pretrained")
-    export_graphs("chatglm", COMPONENTS, weights, repository)
+    export_components("chatglm", COMPONENTS, weights, repository, serving)
     write_chatglm_assets(weights, repository)
+    write_stage(repository, api.CHATGLM)

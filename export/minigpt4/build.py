@@ -9,12 +9,12 @@ conversion, see its `paddlemix/examples/minigpt4/README.md`):
     preprocessor_config.json     MiniGPT4ImageProcessor (size, resample, mean, std, ...)
     sentencepiece.bpe.model      LLaMA's tokenizer, with tokenizer_config.json and special_tokens_map.json
 
-Written (serving configs are not: the orchestrator side owns them):
+Written (each folder with its config.pbtxt; version folder `1/`):
 
     <repo>/minigpt4_image_encoder/1/  model.onnx, paddle/, parity.json, image_preprocess.json
     <repo>/minigpt4_embed_tokens/1/   model.onnx, paddle/, parity.json
     <repo>/minigpt4_llm_step/1/       model.onnx, paddle/, parity.json
-    <repo>/caption/1/                 tokenizer/, textgen.json (prompt, generation), image_preprocess.json
+    <repo>/caption/1/                 model.py, tokenizer/, textgen.json (prompt, generation), image_preprocess.json
 """
 from __future__ import annotations
 
@@ -29,7 +29,8 @@ from musicgen.llm.recipes import TextGenConfig
 from musicgen_client import interface as api
 
 from ..core import ExportError
-from ..textgen import check_files, export_graphs, write_stage_assets
+from ..serving import Serving, export_components, write_stage
+from ..textgen import check_files, write_stage_assets
 from .components import COMPONENTS, read_config
 from .presets import PRESETS, build_random_minigpt4
 
@@ -82,8 +83,9 @@ def write_caption_assets(weights: Path, repository: Path) -> None:
         image_config.save(target / PREPROCESS_FILE)
 
 
-def export_family(weights: Path, repository: Path) -> None:
+def export_family(weights: Path, repository: Path, serving: Serving) -> None:
     weights = Path(weights).resolve()
     check_files(weights, REQUIRED_FILES, "MiniGPT4 save_pretrained")
-    export_graphs("minigpt4", COMPONENTS, weights, repository)
+    export_components("minigpt4", COMPONENTS, weights, repository, serving)
     write_caption_assets(weights, repository)
+    write_stage(repository, api.CAPTION)

@@ -1,0 +1,67 @@
+"""The served side of an export: each graph folder becomes a served component model, each family adds its
+stage model, and `image2music` appears once the three stages it calls are all in the repository.
+
+Every config is a `musicgen.repository.ModelEntry` filled into the one template; the graph models share
+`model_repository/component/model.py`, the stages have their own thin adapters.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict
+
+from musicgen.params import COMPONENT_PARAMETERS
+from musicgen.repository import ModelEntry, write_model
+from musicgen_client import interface as api
+
+from .core import Component, run_job
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Serving:
+    """How the graph models are served: runtime and device (both graph formats are always exported)."""
+
+    backend: str = "onnxruntime"
+    device: str = "cpu"
+
+    def component_entry(self, spec: api.ComponentSpec) -> ModelEntry:
+        return ModelEntry(spec.name, "component", spec.inputs, spec.outputs, COMPONENT_PARAMETERS,
+                          {"backend": self.backend, "device": self.device},
+                          instance_kind="KIND_GPU" if self.device == "gpu" else "KIND_CPU")
+
+
+def export_components(family: str, components: Dict[str, Component], weights: Path, repository: Path,
+                      serving: Serving) -> None:
+    """Each component: its served config, then its graphs exported in a child process into `<name>/1/`."""
+    for i, (name, component) in enumerate(components.items(), 1):
+        logger.info("[%d/%d] exporting %s from %s", i, len(components), name, weights)
+        folder = write_model(repository, serving.component_entry(component.spec))
+        run_job(family, name, weights, folder / "1")
+
+
+# The stage models: their backend folder under model_repository/ is named after the model.
+STAGES = {
+    api.TEXT2MUSIC: ModelEntry(api.TEXT2MUSIC, api.TEXT2MUSIC, api.TEXT2MUSIC_INPUTS, api.TEXT2MUSIC_OUTPUTS),
+    api.CAPTION: ModelEntry(api.CAPTION, api.CAPTION, api.CAPTION_INPUTS, api.CAPTION_OUTPUTS),
+    api.CHATGLM: ModelEntry(api.CHATGLM, api.CHATGLM, api.CHATGLM_INPUTS, api.CHATGLM_OUTPUTS),
+    api.IMAGE2MUSIC: ModelEntry(api.IMAGE2MUSIC, api.IMAGE2MUSIC, api.IMAGE2MUSIC_INPUTS, api.IMAGE2MUSIC_OUTPUTS),
+}
+IMAGE2MUSIC_CALLS = (api.TEXT2MUSIC, api.CAPTION, api.CHATGLM)
+
+
+def write_stage(repository: Path, name: str) -> Path:
+    folder = write_model(repository, STAGES[name])
+    logger.info("%s model written to %s", name, folder)
+    return folder
+
+
+def write_flow_models(repository: Path) -> None:
+    """Add image2music when the repository serves every stage it calls; say what is missing otherwise."""
+    missing = [m for m in IMAGE2MUSIC_CALLS if not (Path(repository) / m / "config.pbtxt").exists()]
+    if missing:
+        logger.info("image2music not written yet: export %s too", ", ".join(missing))
+        return
+    write_stage(repository, api.IMAGE2MUSIC)
