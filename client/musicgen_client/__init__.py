@@ -1,4 +1,4 @@
-"""Client of the text-to-music Triton deployment.
+"""Client of the text-to-music and image-to-music Triton deployment.
 
     from musicgen_client import MusicClient, save_wav
 
@@ -9,12 +9,15 @@ from typing import Any
 
 __all__ = [
     "HealthReport",
+    "ImageMusicResult",
     "MusicClient",
     "MusicClientError",
     "MusicResult",
     "MusicServiceError",
     "ServerUnavailableError",
     "generate",
+    "image_bytes",
+    "image_to_music_by_stages",
     "save_wav",
 ]
 

@@ -1,4 +1,4 @@
-"""Python API of the music service: `MusicClient`, `generate()` and `save_wav()`.
+"""Python API of the music service: `MusicClient`, `image_to_music_by_stages()`, `generate()` and `save_wav()`.
 
 Built over tritonclient's HTTP and gRPC clients. Tensor names, datatypes and parameter ranges all
 come from `interface`, so a change on the server side shows up here as a loud failure, not as a
@@ -6,26 +6,44 @@ silently ignored input.
 """
 from __future__ import annotations
 
+import functools
+import http.client
 import importlib
+import io
 import numbers
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional, Sequence, Tuple, TypeVar, Union
 
 import numpy as np
 import soundfile
 from tritonclient.utils import InferenceServerException, triton_to_np_dtype
 
+from . import flow
 from .interface import (
     AUDIO,
     AUDIO_LENGTH_IN_S,
-    AUDIO_OUTPUTS,
+    CAPTION,
+    CAPTION_INPUTS,
+    CAPTION_OUTPUTS,
+    CHATGLM,
+    CHATGLM_INPUTS,
+    CHATGLM_OUTPUTS,
     GUIDANCE_RANGE,
     GUIDANCE_SCALE,
+    IMAGE,
+    IMAGE2MUSIC,
+    IMAGE2MUSIC_INPUTS,
+    IMAGE2MUSIC_OUTPUTS,
     LENGTH_RANGE,
+    MAX_IMAGE_BYTES,
+    MAX_NEW_TOKENS,
+    MAX_NEW_TOKENS_RANGE,
     MAX_PROMPT_BYTES,
+    MUSIC_PROMPT,
     NEGATIVE_PROMPT,
     NUM_INFERENCE_STEPS,
     PROMPT,
@@ -33,11 +51,20 @@ from .interface import (
     SEED,
     SEED_RANGE,
     STEPS_RANGE,
+    TEXT,
     TEXT2MUSIC,
     TEXT2MUSIC_INPUTS,
+    TEXT2MUSIC_OUTPUTS,
     ParameterRange,
     TensorSpec,
 )
+
+if TYPE_CHECKING:  # pillow is optional: only callers who pass PIL images have it
+    from PIL.Image import Image as PILImage
+
+# What the image models accept: the encoded file's bytes, a path to the file, or a PIL image.
+ImageInput = Union[bytes, bytearray, memoryview, str, "os.PathLike[str]", "PILImage"]
+_Decoded = TypeVar("_Decoded")
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORTS = {"http": 8000, "grpc": 8001}  # Triton's defaults
@@ -90,6 +117,20 @@ class MusicResult:
         return self.audio.shape[0] / self.sampling_rate
 
 
+@dataclass(frozen=True, eq=False)
+class ImageMusicResult(MusicResult):
+    """Music made for an image, with the two texts it went through: the image's caption, and the music
+    prompt AudioLDM rendered (what the LLM wrote for the caption; the caption itself when that is blank)."""
+
+    caption: str
+    music_prompt: str
+
+    @classmethod
+    def of(cls, music: MusicResult, caption: str, music_prompt: str) -> "ImageMusicResult":
+        """`music` together with the texts it was made from."""
+        return cls(music.audio, music.sampling_rate, music.seed, caption, music_prompt)
+
+
 @dataclass(frozen=True)
 class HealthReport:
     """Readiness of the server and of each model asked about."""
@@ -137,6 +178,8 @@ class _Transport:
             raise MusicServiceError(exc.status(), exc.message()) from exc
         except OSError as exc:  # the HTTP client's refused connection, DNS failure or socket timeout
             raise ServerUnavailableError(self.url, self.protocol, str(exc) or type(exc).__name__) from exc
+        except http.client.HTTPException as exc:  # the HTTP client got an answer that is not HTTP (a gRPC port?)
+            raise ServerUnavailableError(self.url, self.protocol, f"the answer is not HTTP ({exc})") from exc
 
     def close(self) -> None:
         self._client.close()
@@ -237,29 +280,189 @@ class MusicClient:
         """
         values = {PROMPT: _checked_text(PROMPT, prompt, required=True)}
         values.update(_audio_options(negative_prompt, num_inference_steps, audio_length_in_s, guidance_scale, seed))
-        return self._infer_audio(TEXT2MUSIC, TEXT2MUSIC_INPUTS, values)
+        return self._infer(TEXT2MUSIC, TEXT2MUSIC_INPUTS, values, TEXT2MUSIC_OUTPUTS, _read_music)
 
-    def _infer_audio(self, model: str, specs: Tuple[TensorSpec, ...], values: Mapping[str, Any]) -> MusicResult:
-        """Send the values given for `specs` (None: leave the optional input out) and decode the audio."""
+    def image_to_music(
+        self,
+        image: ImageInput,
+        *,
+        negative_prompt: Optional[str] = None,
+        num_inference_steps: Optional[int] = None,
+        audio_length_in_s: Optional[float] = None,
+        guidance_scale: Optional[float] = None,
+        seed: Optional[int] = None,
+    ) -> ImageMusicResult:
+        """Generate music for an image, all stages on this server (the `image2music` model).
+
+        `image` is a PNG or JPEG file's bytes, a path to one, or a PIL image (see `image_bytes`); the
+        options are `text_to_music`'s. The result carries the caption and the music prompt as well.
+        """
+        values = {IMAGE: image_bytes(image)}
+        values.update(_audio_options(negative_prompt, num_inference_steps, audio_length_in_s, guidance_scale, seed))
+        return self._infer(IMAGE2MUSIC, IMAGE2MUSIC_INPUTS, values, IMAGE2MUSIC_OUTPUTS, _read_image_music)
+
+    def caption(self, image: ImageInput, *, max_new_tokens: Optional[int] = None) -> str:
+        """Describe an image (the `caption` model, MiniGPT4); `image` as for `image_to_music`.
+
+        `max_new_tokens` bounds the caption's length; None takes the model's default.
+        """
+        values = {
+            IMAGE: image_bytes(image),
+            MAX_NEW_TOKENS: _checked_number(MAX_NEW_TOKENS_RANGE, int, max_new_tokens),
+        }
+        read_caption = functools.partial(_read_text, name=CAPTION)
+        return self._infer(CAPTION, CAPTION_INPUTS, values, CAPTION_OUTPUTS, read_caption)
+
+    def chat(self, prompt: str, *, max_new_tokens: Optional[int] = None) -> str:
+        """The answer of the `chatglm` model (ChatGLM) to `prompt`.
+
+        `max_new_tokens` bounds the answer's length; None takes the model's default.
+        """
+        values = {
+            PROMPT: _checked_text(PROMPT, prompt, required=True),
+            MAX_NEW_TOKENS: _checked_number(MAX_NEW_TOKENS_RANGE, int, max_new_tokens),
+        }
+        read_text = functools.partial(_read_text, name=TEXT)
+        return self._infer(CHATGLM, CHATGLM_INPUTS, values, CHATGLM_OUTPUTS, read_text)
+
+    def _infer(
+        self,
+        model: str,
+        input_specs: Tuple[TensorSpec, ...],
+        values: Mapping[str, Any],
+        output_specs: Tuple[TensorSpec, ...],
+        decode: Callable[[Any], _Decoded],
+    ) -> _Decoded:
+        """Send the values given for `input_specs` (None: leave the optional input out), ask for
+        `output_specs`, and return what `decode` makes of the response."""
         module = self._transport.module
         inputs = []
-        for spec in specs:
+        for spec in input_specs:
             value = values.get(spec.name)
             if value is None:
                 if not spec.optional:
                     raise _invalid(spec.name, "is required")
                 continue
             inputs.append(_infer_input(module, spec, value))
-        outputs = [module.InferRequestedOutput(spec.name) for spec in AUDIO_OUTPUTS]
+        outputs = [module.InferRequestedOutput(spec.name) for spec in output_specs]
         response = self._transport.call("infer", model, inputs, outputs=outputs)
         try:
-            return MusicResult(
-                audio=_output(response, AUDIO).reshape(-1).astype(np.float32, copy=False),
-                sampling_rate=int(_output(response, SAMPLING_RATE).reshape(-1)[0]),
-                seed=int(_output(response, SEED).reshape(-1)[0]),
-            )
+            return decode(response)
         except (ValueError, IndexError) as exc:  # a malformed answer is the server's fault, not the caller's
             raise MusicServiceError(None, f"{model} answered with unreadable outputs: {exc}") from exc
+
+
+def image_to_music_by_stages(
+    image: ImageInput,
+    *,
+    caption_client: MusicClient,
+    llm_client: MusicClient,
+    audio_client: MusicClient,
+    **audio_options: Any,
+) -> ImageMusicResult:
+    """Image to music with each stage on the endpoint of its choice (say, the LLMs on another server).
+
+    The caption comes from `caption_client`, ChatGLM's music prompt from `llm_client`, the audio from
+    `audio_client.text_to_music(music_prompt, **audio_options)`. The glue between the stages is
+    `flow`'s, the very code the server's `image2music` runs, so with one server for all three the
+    caption, the music prompt and (for the same seed) the audio are those `image_to_music` gives.
+    """
+    # Check the options now: a mistake must not cost a caption and a chat first.
+    _audio_options(**audio_options)
+    caption = caption_client.caption(image)
+    try:
+        answer = llm_client.chat(flow.music_prompt_request(caption))
+    except ValueError as exc:  # a caption that makes a question ChatGLM refuses: a stage's fault, not the caller's
+        raise _stage_failed(CHATGLM, str(exc)) from exc
+    music_prompt = flow.audio_prompt(flow.music_prompt_from_answer(answer), caption, MAX_PROMPT_BYTES)
+    if not music_prompt.strip():
+        raise _stage_failed(CHATGLM, "neither the music prompt nor the caption has any text to render")
+    music = audio_client.text_to_music(music_prompt, **audio_options)
+    return ImageMusicResult.of(music, caption, music_prompt)
+
+
+def _stage_failed(stage: str, message: str) -> MusicServiceError:
+    """The error image2music answers when a stage fails (its status is INTERNAL), worded the same."""
+    return MusicServiceError(None, f"stage {stage} failed: {message}")
+
+
+def image_bytes(image: ImageInput, *, max_bytes: int = MAX_IMAGE_BYTES) -> bytes:
+    """The encoded image the image models are sent for `image`.
+
+    Bytes go as they are, a path (str or os.PathLike) is read, and a PIL image is encoded as PNG
+    (lossless: the server sees exactly these pixels). ValueError naming `image` when the file cannot
+    be read, or the bytes are empty or over `max_bytes`. Whether they are a sound PNG or JPEG is the
+    server's to judge: it decodes them anyway.
+    """
+    if isinstance(image, (str, os.PathLike)):
+        return _read_image_file(image, max_bytes)
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        data = bytes(image)
+    elif _is_pil_image(image):
+        data = _png_bytes(image)
+    else:
+        raise _invalid(IMAGE, f"must be bytes, a file path or a PIL image, not {type(image).__name__}")
+    _check_image_size(len(data), max_bytes)
+    return data
+
+
+def _read_image_file(path: Union[str, "os.PathLike[str]"], max_bytes: int) -> bytes:
+    name = os.fspath(path)
+    try:
+        with open(path, "rb") as file:
+            # At most one byte past the limit: a huge file is refused without being loaded whole.
+            data = file.read(max_bytes + 1)
+            size = max(os.fstat(file.fileno()).st_size, len(data))  # a pipe has no size of its own
+    except OSError as exc:
+        raise _invalid(IMAGE, f"cannot read {name}: {exc.strerror or exc}") from exc
+    _check_image_size(size, max_bytes, f"{name} ")
+    return data
+
+
+def _check_image_size(size: int, max_bytes: int, label: str = "") -> None:
+    """ValueError unless the image is neither empty nor over `max_bytes`; `label` names a file."""
+    if size == 0:
+        raise _invalid(IMAGE, f"{label}is empty: give a PNG or JPEG file")
+    if size > max_bytes:
+        raise _invalid(IMAGE, f"{label}is {size} bytes: allowed at most {max_bytes}")
+
+
+def _is_pil_image(value: Any) -> bool:
+    # Whoever passes a PIL image has imported PIL.Image already; looking it up imports nothing.
+    pil_image = sys.modules.get("PIL.Image")
+    return pil_image is not None and isinstance(value, pil_image.Image)
+
+
+def _png_bytes(image: "PILImage") -> bytes:
+    buffer = io.BytesIO()
+    try:
+        image.save(buffer, format="PNG")
+    except OSError:  # a mode PNG cannot store (CMYK, YCbCr, float, ...): the server captions RGB anyway
+        buffer = io.BytesIO()
+        image.convert("RGB").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _read_music(response: Any) -> MusicResult:
+    return MusicResult(
+        audio=_output(response, AUDIO).reshape(-1).astype(np.float32, copy=False),
+        sampling_rate=int(_output(response, SAMPLING_RATE).reshape(-1)[0]),
+        seed=int(_output(response, SEED).reshape(-1)[0]),
+    )
+
+
+def _read_image_music(response: Any) -> ImageMusicResult:
+    return ImageMusicResult.of(
+        _read_music(response), _read_text(response, name=CAPTION), _read_text(response, name=MUSIC_PROMPT)
+    )
+
+
+def _read_text(response: Any, name: str) -> str:
+    """The BYTES output `name` decoded; ValueError (UnicodeDecodeError is one) when it is not UTF-8 text."""
+    value = _output(response, name).reshape(-1)[0]
+    if not isinstance(value, bytes):
+        raise ValueError(f"output {name!r} is {type(value).__name__}, not BYTES")
+    return value.decode("utf-8")
 
 
 def _output(response: Any, name: str) -> np.ndarray:
@@ -280,11 +483,11 @@ def _infer_input(module: Any, spec: TensorSpec, value: Any) -> Any:
 
 
 def _audio_options(
-    negative_prompt: Optional[str],
-    num_inference_steps: Optional[int],
-    audio_length_in_s: Optional[float],
-    guidance_scale: Optional[float],
-    seed: Optional[int],
+    negative_prompt: Optional[str] = None,
+    num_inference_steps: Optional[int] = None,
+    audio_length_in_s: Optional[float] = None,
+    guidance_scale: Optional[float] = None,
+    seed: Optional[int] = None,
 ) -> Dict[str, Any]:
     """Check the options every audio-producing model shares; None stays None (server default)."""
     return {

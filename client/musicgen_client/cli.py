@@ -1,28 +1,42 @@
 """The `musicgen` command: generate music on the Triton server and save it as WAV.
 
     musicgen text "a calm piano melody" --out calm.wav --seed 42
+    musicgen image photo.jpg --out song.wav --llm-url gpu-box:8000
+    musicgen caption photo.jpg
+    musicgen chat "name three instruments"
     musicgen health --protocol grpc
 
-Exit codes: 0 ok, 1 the WAV could not be written, 2 bad arguments, 3 server unreachable or not
-ready, 4 the server returned an error. Errors are one line on stderr, never a traceback.
+Exit codes: 0 ok, 1 the WAV could not be written, 2 bad arguments (an image file that cannot be read
+included), 3 server unreachable or not ready, 4 the server returned an error. Errors are one line on
+stderr, never a traceback.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
 from .api import (
     DEFAULT_PORTS,
     DEFAULT_TIMEOUT_S,
     PROTOCOLS,
     MusicClient,
+    MusicResult,
     MusicServiceError,
     ServerUnavailableError,
+    image_to_music_by_stages,
     save_wav,
 )
-from .interface import GUIDANCE_RANGE, LENGTH_RANGE, STEPS_RANGE, TEXT2MUSIC, ParameterRange
+from .interface import (
+    GUIDANCE_RANGE,
+    LENGTH_RANGE,
+    MAX_IMAGE_BYTES,
+    MAX_NEW_TOKENS_RANGE,
+    STEPS_RANGE,
+    TEXT2MUSIC,
+    ParameterRange,
+)
 
 EXIT_OK = 0
 EXIT_WRITE_FAILED = 1
@@ -42,11 +56,12 @@ def _positive_float(text: str) -> float:
 
 
 def _range_help(what: str, limits: ParameterRange) -> str:
-    return f"{what}, {limits.minimum:g} to {limits.maximum:g} (server default {limits.default:g})"
+    default = "default: the model's own" if limits.default is None else f"server default {limits.default:g}"
+    return f"{what}, {limits.minimum:g} to {limits.maximum:g} ({default})"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The parser: one subcommand per served model family, each taking the connection options."""
+    """The parser: one subcommand per served model, each taking the connection options."""
     connection = argparse.ArgumentParser(add_help=False)
     server = connection.add_argument_group("server")
     server.add_argument(
@@ -64,47 +79,124 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds to wait for each server answer (default %(default)g)",
     )
 
-    parser = argparse.ArgumentParser(prog=PROG, description="Generate music with the Triton text-to-music server.")
+    # The AudioLDM options, shared by every command that makes music.
+    music_options = argparse.ArgumentParser(add_help=False)
+    audio = music_options.add_argument_group("music")
+    audio.add_argument(
+        "--out", "-o", type=Path, default=Path("musicgen.wav"), help="WAV file to write (default %(default)s)"
+    )
+    audio.add_argument("--negative", metavar="TEXT", help="what the music should not sound like")
+    audio.add_argument("--steps", type=int, metavar="N", help=_range_help("denoising steps", STEPS_RANGE))
+    audio.add_argument("--length", type=float, metavar="S", help=_range_help("clip length in seconds", LENGTH_RANGE))
+    audio.add_argument("--guidance", type=float, metavar="G", help=_range_help("guidance scale", GUIDANCE_RANGE))
+    audio.add_argument("--seed", type=int, help="random seed; without one the server draws one, printed afterwards")
+
+    # The option of the LLM stages (caption, chat).
+    llm_options = argparse.ArgumentParser(add_help=False)
+    llm_options.add_argument(
+        "--max-new-tokens", type=int, metavar="N", help=_range_help("longest answer in tokens", MAX_NEW_TOKENS_RANGE)
+    )
+    image_help = f"PNG or JPEG file, at most {MAX_IMAGE_BYTES / 2**20:g} MiB"
+
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Generate music with the Triton text-to-music and image-to-music server."
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    text = commands.add_parser("text", parents=[connection], help="generate music from a text prompt")
+    text = commands.add_parser("text", parents=[connection, music_options], help="generate music from a text prompt")
     text.add_argument("prompt", help="what the music should sound like")
-    text.add_argument("--out", "-o", type=Path, default=Path("musicgen.wav"), help="WAV file to write (default %(default)s)")
-    text.add_argument("--negative", metavar="TEXT", help="what the music should not sound like")
-    text.add_argument("--steps", type=int, metavar="N", help=_range_help("denoising steps", STEPS_RANGE))
-    text.add_argument("--length", type=float, metavar="S", help=_range_help("clip length in seconds", LENGTH_RANGE))
-    text.add_argument("--guidance", type=float, metavar="G", help=_range_help("guidance scale", GUIDANCE_RANGE))
-    text.add_argument("--seed", type=int, help="random seed; without one the server draws one, printed afterwards")
     text.set_defaults(run=_run_text)
+
+    image = commands.add_parser(
+        "image",
+        parents=[connection, music_options],
+        help="generate music for an image",
+        description="Caption the image, have the LLM write a music prompt for the caption, render it. "
+        "With neither --caption-url nor --llm-url the server at --url runs all three stages (image2music); "
+        "with either, this command runs them one by one, each stage at its own address (--url by default).",
+    )
+    image.add_argument("image", help=image_help)
+    stages = image.add_argument_group("stage by stage")
+    stages.add_argument("--caption-url", metavar="HOST:PORT", help="server of the caption model (default --url)")
+    stages.add_argument("--llm-url", metavar="HOST:PORT", help="server of the chatglm model (default --url)")
+    image.set_defaults(run=_run_image)
+
+    caption = commands.add_parser("caption", parents=[connection, llm_options], help="describe an image")
+    caption.add_argument("image", help=image_help)
+    caption.set_defaults(run=_run_caption)
+
+    chat = commands.add_parser("chat", parents=[connection, llm_options], help="ask the LLM (chatglm) a question")
+    chat.add_argument("prompt", help="what to ask")
+    chat.set_defaults(run=_run_chat)
 
     health = commands.add_parser("health", parents=[connection], help="show whether the server and models are ready")
     health.set_defaults(run=_run_health)
     return parser
 
 
-def _client(args: argparse.Namespace) -> MusicClient:
-    return MusicClient(args.url, args.protocol, args.timeout)
+def _client(args: argparse.Namespace, url: Optional[str] = None) -> MusicClient:
+    """A client of the server at `url`, --url when None."""
+    return MusicClient(url or args.url, args.protocol, args.timeout)
 
 
-def _run_text(args: argparse.Namespace) -> int:
-    # Fail before spending a generation on a destination that cannot be written.
+def _music_options(args: argparse.Namespace) -> Dict[str, Any]:
+    """The music options as `text_to_music` and `image_to_music` name them.
+
+    Raises ValueError when --out names a directory: better before spending a generation on it.
+    """
     if args.out.is_dir():
         raise ValueError(f"--out {args.out} is a directory; give a file name")
-    with _client(args) as client:
-        result = client.text_to_music(
-            args.prompt,
-            negative_prompt=args.negative,
-            num_inference_steps=args.steps,
-            audio_length_in_s=args.length,
-            guidance_scale=args.guidance,
-            seed=args.seed,
-        )
+    return {
+        "negative_prompt": args.negative,
+        "num_inference_steps": args.steps,
+        "audio_length_in_s": args.length,
+        "guidance_scale": args.guidance,
+        "seed": args.seed,
+    }
+
+
+def _write_wav(args: argparse.Namespace, result: MusicResult) -> int:
     try:
         path = save_wav(args.out, result.audio, result.sampling_rate)
     except OSError as exc:
         _error(f"cannot write {args.out}: {exc}")
         return EXIT_WRITE_FAILED
     print(f"wrote {path}: {result.duration_s:.2f} s at {result.sampling_rate} Hz, seed {result.seed}")
+    return EXIT_OK
+
+
+def _run_text(args: argparse.Namespace) -> int:
+    options = _music_options(args)
+    with _client(args) as client:
+        result = client.text_to_music(args.prompt, **options)
+    return _write_wav(args, result)
+
+
+def _run_image(args: argparse.Namespace) -> int:
+    options = _music_options(args)
+    # A stage address of its own means that stage lives elsewhere: run the stages from here, one by one.
+    if args.caption_url or args.llm_url:
+        with _client(args, args.caption_url) as captioner, _client(args, args.llm_url) as llm, _client(args) as audio:
+            result = image_to_music_by_stages(
+                args.image, caption_client=captioner, llm_client=llm, audio_client=audio, **options
+            )
+    else:
+        with _client(args) as client:
+            result = client.image_to_music(args.image, **options)
+    print(f"caption: {result.caption}")
+    print(f"music prompt: {result.music_prompt}")
+    return _write_wav(args, result)
+
+
+def _run_caption(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        print(client.caption(args.image, max_new_tokens=args.max_new_tokens))
+    return EXIT_OK
+
+
+def _run_chat(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        print(client.chat(args.prompt, max_new_tokens=args.max_new_tokens))
     return EXIT_OK
 
 

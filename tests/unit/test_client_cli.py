@@ -1,15 +1,19 @@
 """The musicgen client without a server: argument parsing, client-side checks, unreachable servers."""
 import socket
+import threading
 import time
 
 import pytest
 
-from musicgen_client import MusicClient, ServerUnavailableError
+from musicgen_client import MusicClient, ServerUnavailableError, image_to_music_by_stages
 from musicgen_client.api import PROTOCOLS
 from musicgen_client.cli import EXIT_UNAVAILABLE, EXIT_USAGE, build_parser, main
 from musicgen_client.interface import (
     GUIDANCE_RANGE,
+    IMAGE,
     LENGTH_RANGE,
+    MAX_IMAGE_BYTES,
+    MAX_NEW_TOKENS_RANGE,
     MAX_PROMPT_BYTES,
     NEGATIVE_PROMPT,
     PROMPT,
@@ -25,6 +29,37 @@ def closed_url():
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     return f"127.0.0.1:{port}"
+
+
+@pytest.fixture
+def not_http_url():
+    """host:port of a listener that answers every connection with bytes that are not HTTP (say, a gRPC port)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def answer():
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:  # the listener was shut down: the test is over
+                return
+            with connection:
+                connection.recv(65536)
+                connection.sendall(b"\x00\x00\x12\x04\x00\x00\x00\x00\x00 not HTTP")
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    yield "127.0.0.1:%d" % listener.getsockname()[1]
+    listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept(); close() alone would not
+    listener.close()
+    thread.join()
+
+
+@pytest.fixture
+def photo(tmp_path):
+    """An image file; its content is the server's to judge, so any bytes do."""
+    path = tmp_path / "photo.jpg"
+    path.write_bytes(b"\xff\xd8\xff not a real JPEG")
+    return path
 
 
 # ---- parsing ---------------------------------------------------------------------------------
@@ -45,6 +80,31 @@ def test_text_leaves_unset_options_to_the_server():
     assert (args.url, args.protocol) == (None, "http")
 
 
+def test_image_parses_every_option():
+    args = build_parser().parse_args(
+        ["image", "photo.jpg", "--out", "song.wav", "--seed", "42", "--steps", "20", "--length", "5",
+         "--guidance", "2.5", "--negative", "drums", "--url", "example:9", "--protocol", "grpc", "--timeout", "7",
+         "--caption-url", "captions:1", "--llm-url", "llms:2"]
+    )
+    assert (args.command, args.image, str(args.out)) == ("image", "photo.jpg", "song.wav")
+    assert (args.seed, args.steps, args.length, args.guidance, args.negative) == (42, 20, 5.0, 2.5, "drums")
+    assert (args.url, args.protocol, args.timeout) == ("example:9", "grpc", 7.0)
+    assert (args.caption_url, args.llm_url) == ("captions:1", "llms:2")
+
+
+def test_image_defaults_to_one_server_and_its_defaults():
+    args = build_parser().parse_args(["image", "photo.jpg"])
+    assert (args.caption_url, args.llm_url, args.url) == (None, None, None)
+    assert (args.seed, args.steps, args.length, args.guidance, args.negative) == (None,) * 5
+
+
+@pytest.mark.parametrize("command, field", [("caption", "image"), ("chat", "prompt")])
+def test_llm_commands_parse_max_new_tokens(command, field):
+    args = build_parser().parse_args([command, "what", "--max-new-tokens", "64", "--url", "example:9"])
+    assert (args.command, getattr(args, field), args.max_new_tokens, args.url) == (command, "what", 64, "example:9")
+    assert build_parser().parse_args([command, "what"]).max_new_tokens is None
+
+
 def test_health_takes_the_connection_options():
     args = build_parser().parse_args(["health", "--protocol", "grpc", "--url", "example:9"])
     assert (args.command, args.protocol, args.url) == ("health", "grpc", "example:9")
@@ -58,6 +118,12 @@ def test_health_takes_the_connection_options():
         ["text", "rain", "--protocol", "ftp"],
         ["text", "rain", "--timeout", "0"],
         ["text"],
+        ["image"],
+        ["image", "photo.jpg", "--llm-url"],
+        ["caption"],
+        ["caption", "photo.jpg", "--max-new-tokens", "many"],
+        ["chat"],
+        ["chat", "hi", "--seed", "1"],
         [],
     ],
 )
@@ -130,6 +196,74 @@ def test_api_rejects_bad_arguments_naming_field_and_limit(prompt, options, field
     assert str(error.value).startswith(f"{field}: ") and wording in str(error.value)
 
 
+@pytest.mark.parametrize("value, wording", [
+    (0, f"allowed {MAX_NEW_TOKENS_RANGE.minimum} to {MAX_NEW_TOKENS_RANGE.maximum}"),
+    (MAX_NEW_TOKENS_RANGE.maximum + 1, f"allowed {MAX_NEW_TOKENS_RANGE.minimum} to {MAX_NEW_TOKENS_RANGE.maximum}"),
+    (2.5, "not an integer"),
+    (True, "not an integer"),
+])
+def test_max_new_tokens_is_checked_before_any_network(value, wording, closed_url, photo):
+    with MusicClient(closed_url) as client:
+        for stage, request in ((client.caption, photo), (client.chat, "hi")):
+            with pytest.raises(ValueError) as error:
+                stage(request, max_new_tokens=value)
+            assert str(error.value).startswith(f"{MAX_NEW_TOKENS_RANGE.name}: ") and wording in str(error.value)
+
+
+def test_max_new_tokens_errors_use_the_interface_wording(closed_url):
+    with pytest.raises(ValueError) as served:
+        MAX_NEW_TOKENS_RANGE.check(0)
+    with MusicClient(closed_url) as client, pytest.raises(ValueError) as ours:
+        client.chat("hi", max_new_tokens=0)
+    assert str(ours.value) == str(served.value)
+
+
+@pytest.mark.parametrize("command", ["caption", "chat"])
+def test_out_of_range_max_new_tokens_exits_2(command, closed_url, photo, capsys, tmp_path):
+    argv = sending_commands(photo, closed_url, tmp_path / "never.wav")[command]
+    assert main(argv + ["--max-new-tokens", "0"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err == f"musicgen: error: {MAX_NEW_TOKENS_RANGE.name}: 0 is out of range: allowed 1 to 4096\n"
+
+
+def test_stages_check_the_audio_options_before_any_stage_runs(closed_url, photo):
+    with MusicClient(closed_url) as client:
+        stages = {"caption_client": client, "llm_client": client, "audio_client": client}
+        with pytest.raises(ValueError, match=f"^{SEED_RANGE.name}: -1 is out of range"):
+            image_to_music_by_stages(photo, seed=-1, **stages)
+        with pytest.raises(TypeError, match="tempo"):
+            image_to_music_by_stages(photo, tempo=120, **stages)
+
+
+def sending_commands(image, url, out):
+    """argv of every command that sends an image or a prompt to the LLMs, each stage at `url`."""
+    return {
+        "image": ["image", str(image), "--url", url, "--out", str(out)],
+        "image by stages": ["image", str(image), "--url", url, "--llm-url", url, "--out", str(out)],
+        "caption": ["caption", str(image), "--url", url],
+        "chat": ["chat", "hi", "--url", url],
+    }
+
+
+IMAGE_COMMANDS = ["image", "image by stages", "caption"]
+
+
+@pytest.mark.parametrize("command", IMAGE_COMMANDS)
+def test_a_missing_image_file_exits_2_naming_it(command, closed_url, capsys, tmp_path):
+    missing, out = tmp_path / "nope.jpg", tmp_path / "never.wav"
+    assert main(sending_commands(missing, closed_url, out)[command]) == EXIT_USAGE
+    assert capsys.readouterr().err == f"musicgen: error: {IMAGE}: cannot read {missing}: No such file or directory\n"
+    assert not out.exists()
+
+
+def test_an_image_file_over_the_limit_exits_2(closed_url, capsys, tmp_path):
+    big = tmp_path / "big.png"
+    with open(big, "wb") as file:
+        file.truncate(MAX_IMAGE_BYTES + 1)  # sparse: costs no disk
+    assert main(["image", str(big), "--url", closed_url, "--out", str(tmp_path / "never.wav")]) == EXIT_USAGE
+    assert f"allowed at most {MAX_IMAGE_BYTES}" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     "kwargs, wording",
     [({"protocol": "ftp"}, "protocol"), ({"url": "http://127.0.0.1:8000"}, "scheme"), ({"timeout_s": 0}, "timeout_s")],
@@ -157,6 +291,24 @@ def test_text_exits_3_naming_url_and_protocol_when_nothing_listens(protocol, clo
     assert captured.err.count("\n") == 1 and "Traceback" not in captured.err
     assert closed_url in captured.err and f"({protocol})" in captured.err and "make serve" in captured.err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("command", IMAGE_COMMANDS + ["chat"])
+def test_image_and_llm_commands_exit_3_when_nothing_listens(command, protocol, closed_url, photo, capsys, tmp_path):
+    out = tmp_path / "never.wav"
+    argv = sending_commands(photo, closed_url, out)[command] + ["--protocol", protocol, "--timeout", "5"]
+    assert main(argv) == EXIT_UNAVAILABLE
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.count("\n") == 1 and closed_url in captured.err and f"({protocol})" in captured.err
+    assert not out.exists()
+
+
+def test_an_answer_that_is_not_http_exits_3(not_http_url, capsys):
+    assert main(["chat", "hi", "--url", not_http_url, "--timeout", "5"]) == EXIT_UNAVAILABLE
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{not_http_url} (http) is unavailable: the answer is not HTTP" in err
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
