@@ -30,6 +30,7 @@ from .api import (
 )
 from .interface import (
     GUIDANCE_RANGE,
+    IMAGE2MUSIC,
     LENGTH_RANGE,
     MAX_IMAGE_BYTES,
     MAX_NEW_TOKENS_RANGE,
@@ -130,6 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     chat.set_defaults(run=_run_chat)
 
     health = commands.add_parser("health", parents=[connection], help="show whether the server and models are ready")
+    health.add_argument("--model", action="append", dest="models", metavar="NAME",
+                        help="a model to check (repeatable; default: text2music and image2music)")
     health.set_defaults(run=_run_health)
     return parser
 
@@ -202,7 +205,7 @@ def _run_chat(args: argparse.Namespace) -> int:
 
 def _run_health(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        report = client.health((TEXT2MUSIC,))
+        report = client.health(tuple(args.models or (TEXT2MUSIC, IMAGE2MUSIC)))
         print(f"server {client.url} ({client.protocol}): {_readiness(report.server_ready)}")
     for model, ready in report.models.items():
         print(f"model {model}: {_readiness(ready)}")

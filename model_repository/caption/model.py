@@ -22,8 +22,5 @@ class TritonPythonModel:
 
     def _caption(self, request):
         parsed = parse_caption(triton_glue.read_inputs(request, self.input_names))
-        generation = self.recipe.config.generation
-        if parsed.max_new_tokens is not None:
-            generation = generation.updated(max_new_tokens=parsed.max_new_tokens)
-        caption = self.recipe(parsed.image, generation).caption
+        caption = self.recipe(parsed.image, self.recipe.config.generation_for(parsed.max_new_tokens)).caption
         return {api.CAPTION: np.array([caption.encode("utf-8")], dtype=object)}

@@ -22,8 +22,5 @@ class TritonPythonModel:
 
     def _chat(self, request):
         parsed = parse_text(triton_glue.read_inputs(request, self.input_names))
-        generation = self.recipe.config.generation
-        if parsed.max_new_tokens is not None:
-            generation = generation.updated(max_new_tokens=parsed.max_new_tokens)
-        text = self.recipe(parsed.prompt, generation).text
+        text = self.recipe(parsed.prompt, self.recipe.config.generation_for(parsed.max_new_tokens)).text
         return {api.TEXT: np.array([text.encode("utf-8")], dtype=object)}

@@ -49,6 +49,12 @@ class TextGenConfig:
         return cls(**values | {"generation": GenerationConfig.from_dict(values["generation"]),
                                "kv": KVShape(**values["kv"])})
 
+    def generation_for(self, max_new_tokens: Optional[int]) -> GenerationConfig:
+        """The stage's decoding settings, with a request's own token budget when it sends one."""
+        if max_new_tokens is None:
+            return self.generation
+        return self.generation.updated(max_new_tokens=max_new_tokens)
+
     def save(self, folder: Path) -> None:
         values = {"prompt_template": self.prompt_template, "generation": self.generation.to_dict(),
                   "kv": vars(self.kv), "question": self.question, "max_input_tokens": self.max_input_tokens}

@@ -3,9 +3,6 @@
 The LLM graphs' token parity with paddlenlp's eager generate is tested in tests/llm; here the served flow must
 equal its stages called one by one, repeat exactly for the same image and seed, and refuse bad images with 400.
 """
-import io
-import struct
-import zlib
 
 import numpy as np
 import pytest
@@ -14,6 +11,7 @@ import tritonclient.http as httpclient
 from PIL import Image
 from tritonclient.utils import InferenceServerException
 
+from images import encode, png_claiming  # tests/images.py
 from musicgen.llm.recipes import ImageToMusicPrompt
 from musicgen.runtime import RuntimeOptions, local_stage_runner
 from musicgen_client import flow
@@ -25,12 +23,6 @@ CLIENTS = {"http": httpclient, "grpc": grpcclient}
 OPTIONS = {api.NUM_INFERENCE_STEPS: np.array([3], np.int32), api.AUDIO_LENGTH_IN_S: np.array([1.0], np.float32),
            api.SEED: np.array([120], np.int64), api.NEGATIVE_PROMPT: np.array([b"low quality"], dtype=object)}
 TYPES = {np.dtype(object): "BYTES", np.dtype(np.float32): "FP32", np.dtype(np.int32): "INT32", np.dtype(np.int64): "INT64"}
-
-
-def encode(image: Image.Image, fmt: str = "PNG") -> bytes:
-    out = io.BytesIO()
-    image.save(out, format=fmt)
-    return out.getvalue()
 
 
 PHOTO = encode(Image.fromarray(np.random.default_rng(3).integers(0, 256, (60, 80, 3), dtype=np.uint8)))
@@ -90,13 +82,6 @@ def test_served_caption_equals_the_recipe_over_local_graphs(model_repository, se
     caption, music = chain(PHOTO)
     assert caption.caption == text(served, api.CAPTION)
     assert flow.audio_prompt(music.music_prompt, caption.caption, api.MAX_PROMPT_BYTES) == text(served, api.MUSIC_PROMPT)
-
-
-def png_claiming(width, height):
-    def chunk(kind, body):
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b"")
 
 
 BAD_IMAGES = [

@@ -1,33 +1,16 @@
 """Image decoding: good PNG/JPEG decode to RGB; every broken input is a clear InvalidRequestError."""
-import io
-import struct
-import zlib
-
 import pytest
 from PIL import Image
 
+from images import encode, png_claiming  # tests/images.py
 from musicgen.images import ImageLimits, decode_image
 from musicgen.protocol import InvalidRequestError
-
-
-def encode(image, fmt):
-    buf = io.BytesIO()
-    image.save(buf, fmt)
-    return buf.getvalue()
 
 
 @pytest.mark.parametrize("fmt,mode", [("PNG", "RGBA"), ("JPEG", "RGB"), ("PNG", "L"), ("PNG", "P")])
 def test_decodes_to_rgb(fmt, mode):
     image = decode_image(encode(Image.new(mode, (33, 17), 128), fmt))
     assert image.mode == "RGB" and image.size == (33, 17)
-
-
-def png_claiming(width, height):
-    """A tiny valid-looking PNG whose header claims width × height (a decompression bomb's shape)."""
-    def chunk(kind, body):
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b"")
 
 
 GOOD_PNG = encode(Image.new("RGB", (64, 64), (10, 200, 30)), "PNG")
