@@ -45,8 +45,7 @@ class AudioLDMRecipe:
         assets = Path(assets)
         self.config = AudioLDMConfig.load(assets)
         self.tokenizer = RobertaTokenizer.from_pretrained(str(assets / TOKENIZER_DIR))
-        self._scheduler_dir = assets / SCHEDULER_DIR
-        self._scheduler_class = _scheduler_class(self._scheduler_dir)
+        self._scheduler_class, self._scheduler_config = _scheduler(assets / SCHEDULER_DIR)
         self.run_stage = run_stage
 
     # 1. prompt → conditioning ------------------------------------------------------------------
@@ -108,7 +107,7 @@ class AudioLDMRecipe:
         frames, samples = self.config.frames_and_samples(options.audio_length_in_s)
         guided = options.guidance_scale > 1.0
         embeds = self.encode_prompt(prompt, options.negative_prompt, guided)
-        scheduler = self._scheduler_class.from_pretrained(str(self._scheduler_dir))  # per-run state: one each
+        scheduler = self._scheduler_class.from_config(self._scheduler_config)  # per-run state: one each
         scheduler.set_timesteps(options.num_inference_steps)
         # ppdiffusers' "generator" on CPU names a state of paddle's global RNG: the noise and any stochastic
         # scheduler step draw from it, so no other request may draw while this one runs.
@@ -137,8 +136,8 @@ def _step_kwargs(scheduler, generator) -> dict:
     return kwargs
 
 
-def _scheduler_class(scheduler_dir: Path):
-    """The ppdiffusers scheduler class named in the exported config (DDIM for cvssp/audioldm)."""
+def _scheduler(scheduler_dir: Path):
+    """The ppdiffusers scheduler class named in the exported config (DDIM for cvssp/audioldm), and the config."""
     import json
 
     import ppdiffusers
@@ -147,4 +146,4 @@ def _scheduler_class(scheduler_dir: Path):
     cls = getattr(ppdiffusers, name, None)
     if cls is None:
         raise ValueError(f"scheduler {name!r} from {scheduler_dir} is not a ppdiffusers scheduler")
-    return cls
+    return cls, cls.load_config(str(scheduler_dir))
