@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "client")]  # runs from a plain checkout, no install needed
 
 from musicgen.audioldm.config import PIPELINE_FILE, TOKENIZER_DIR, AudioLDMConfig  # noqa: E402
-from musicgen.runtime import ONNX_FILE, RuntimeOptions, open_graph  # noqa: E402
+from musicgen.runtime import ONNX_FILE, OnnxRunner, RuntimeOptions, open_graph  # noqa: E402
 from musicgen_client import interface as api  # noqa: E402
 
 
@@ -54,18 +54,7 @@ def load(version_dir: Path, options: RuntimeOptions):
     from benchmarks.weightless import MANIFEST, load_random
 
     if options.backend == "onnxruntime" and (version_dir / MANIFEST).exists():
-        import onnxruntime as ort
-
-        from musicgen.runtime import OnnxRunner
-
-        runner = OnnxRunner.__new__(OnnxRunner)
-        so = ort.SessionOptions()
-        so.log_severity_level = 3
-        providers = (["CUDAExecutionProvider"] if options.device == "gpu" else []) + ["CPUExecutionProvider"]
-        runner._session = ort.InferenceSession(load_random(version_dir / ONNX_FILE), so, providers=providers)
-        runner.input_names = [i.name for i in runner._session.get_inputs()]
-        runner.output_names = [o.name for o in runner._session.get_outputs()]
-        return runner
+        return OnnxRunner(load_random(version_dir / ONNX_FILE), options)
     return open_graph(version_dir, options)
 
 
@@ -103,8 +92,8 @@ def main(argv=None) -> int:
             runner = load(args.repository / name / "1", options)
             times = time_runs(runner, feeds, args.repeats)
             results.setdefault(name, {})[backend] = statistics.median(times)
-            if hasattr(runner, "_session"):  # what onnxruntime really used: it falls back to CPU silently
-                providers = runner._session.get_providers()
+            if isinstance(runner, OnnxRunner):  # what onnxruntime really used: it falls back to CPU silently
+                providers = runner.providers
             print(f"{name:24s} {backend:12s} median {statistics.median(times):9.1f} ms  min {min(times):9.1f} ms",
                   flush=True)
             del runner

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, List, Sequence, Union
 
 import numpy as np
 
@@ -44,7 +44,8 @@ class GraphRunner:
 
 
 class OnnxRunner(GraphRunner):
-    def __init__(self, path: Path, options: RuntimeOptions):
+    def __init__(self, model: Union[Path, bytes], options: RuntimeOptions):
+        """`model`: an ONNX file, or a serialized graph (the benchmarks build graphs in memory)."""
         import onnxruntime as ort
 
         so = ort.SessionOptions()
@@ -55,9 +56,10 @@ class OnnxRunner(GraphRunner):
         providers = ["CPUExecutionProvider"]
         if options.device == "gpu":
             providers.insert(0, "CUDAExecutionProvider")
-        self._session = ort.InferenceSession(str(path), so, providers=providers)
+        self._session = ort.InferenceSession(model if isinstance(model, bytes) else str(model), so, providers=providers)
         self.input_names = [i.name for i in self._session.get_inputs()]
         self.output_names = [o.name for o in self._session.get_outputs()]
+        self.providers = self._session.get_providers()
 
     def run(self, feeds: Dict[str, np.ndarray]) -> List[np.ndarray]:
         return self._session.run(None, {name: feeds[name] for name in self.input_names})
