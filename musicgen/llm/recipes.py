@@ -86,6 +86,7 @@ class CaptionRecipe:
         # As MiniGPT4Processor: BOS before the text ahead of the image, none after it.
         self.first_ids = self.tokenizer.encode(first, add_special_tokens=True)
         self.second_ids = self.tokenizer.encode(second, add_special_tokens=False)
+        self._text_embeds: Optional[np.ndarray] = None  # the prompt is fixed: embedded once, on first use
 
     def embed(self, ids: np.ndarray) -> np.ndarray:
         return self.run_stage(api.MINIGPT4_EMBED_TOKENS, {"input_ids": ids.astype(np.int64)})[0]
@@ -93,7 +94,9 @@ class CaptionRecipe:
     def prompt_embeds(self, pixel_values: np.ndarray) -> np.ndarray:
         """[embed(text before), image embeds, embed(text after)] along the sequence."""
         image_embeds = self.run_stage(api.MINIGPT4_IMAGE_ENCODER, {"pixel_values": pixel_values})[0]
-        text = self.embed(np.array([self.first_ids + self.second_ids]))
+        if self._text_embeds is None:  # not in __init__: inside Triton the embedding graph is a BLS call
+            self._text_embeds = self.embed(np.array([self.first_ids + self.second_ids]))
+        text = self._text_embeds
         split = len(self.first_ids)
         return np.concatenate([text[:, :split], image_embeds, text[:, split:]], axis=1)
 
