@@ -6,12 +6,13 @@ Every config is a `musicgen.repository.ModelEntry` filled into the one template;
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Optional
 
-from musicgen.params import COMPONENT_PARAMETERS
+from musicgen.params import COMPONENT_PARAMETERS, IMAGE2MUSIC_PARAMETERS, TEXT2MUSIC_PARAMETERS
 from musicgen.repository import ModelEntry, write_model
 from musicgen_client import interface as api
 
@@ -27,10 +28,19 @@ class Serving:
     backend: str = "onnxruntime"
     device: str = "cpu"
 
+    @property
+    def instance_kind(self) -> str:
+        return "KIND_GPU" if self.device == "gpu" else "KIND_CPU"
+
     def component_entry(self, spec: api.ComponentSpec) -> ModelEntry:
         return ModelEntry(spec.name, "component", spec.inputs, spec.outputs, COMPONENT_PARAMETERS,
-                          {"backend": self.backend, "device": self.device},
-                          instance_kind="KIND_GPU" if self.device == "gpu" else "KIND_CPU")
+                          {"backend": self.backend, "device": self.device}, instance_kind=self.instance_kind)
+
+    def text2music_entry(self) -> ModelEntry:
+        """text2music runs the AudioLDM graphs in its own process, with the same runtime as the components."""
+        return dataclasses.replace(STAGES[api.TEXT2MUSIC], schema=TEXT2MUSIC_PARAMETERS,
+                                   parameters={"backend": self.backend, "device": self.device},
+                                   instance_kind=self.instance_kind)
 
 
 def export_components(family: str, components: Dict[str, Component], weights: Path, repository: Path,
@@ -47,13 +57,15 @@ STAGES = {
     api.TEXT2MUSIC: ModelEntry(api.TEXT2MUSIC, api.TEXT2MUSIC, api.TEXT2MUSIC_INPUTS, api.TEXT2MUSIC_OUTPUTS),
     api.CAPTION: ModelEntry(api.CAPTION, api.CAPTION, api.CAPTION_INPUTS, api.CAPTION_OUTPUTS),
     api.CHATGLM: ModelEntry(api.CHATGLM, api.CHATGLM, api.CHATGLM_INPUTS, api.CHATGLM_OUTPUTS),
-    api.IMAGE2MUSIC: ModelEntry(api.IMAGE2MUSIC, api.IMAGE2MUSIC, api.IMAGE2MUSIC_INPUTS, api.IMAGE2MUSIC_OUTPUTS),
+    api.IMAGE2MUSIC: ModelEntry(api.IMAGE2MUSIC, api.IMAGE2MUSIC, api.IMAGE2MUSIC_INPUTS, api.IMAGE2MUSIC_OUTPUTS,
+                                IMAGE2MUSIC_PARAMETERS),
 }
 IMAGE2MUSIC_CALLS = (api.TEXT2MUSIC, api.CAPTION, api.CHATGLM)
 
 
-def write_stage(repository: Path, name: str) -> Path:
-    folder = write_model(repository, STAGES[name])
+def write_stage(repository: Path, name: str, entry: Optional[ModelEntry] = None) -> Path:
+    """Write stage model `name`, from its default entry unless `entry` is given."""
+    folder = write_model(repository, entry or STAGES[name])
     logger.info("%s model written to %s", name, folder)
     return folder
 

@@ -47,6 +47,20 @@ COMPONENT_PARAMETERS = (
     Param("threads", int, 0, "intra-op threads for the runtime; 0 lets it choose"),
     Param("use_onednn", bool, False, "paddle.inference on CPU only: oneDNN kernels. Off by default: on, they "
           "change the UNet's output by several percent"),
+    Param("allow_spinning", bool, False, "onnxruntime only: let idle intra-op threads spin-wait. Off by default: "
+          "spinning threads of several models take the cores from the one that is working"),
+)
+
+STAGE_RUNNERS = ("inprocess", "bls")
+
+# text2music runs the AudioLDM graphs itself (in process: no copies between processes per step, tensors can
+# stay on the device) or calls the served component models; the runtime options apply to in-process graphs.
+TEXT2MUSIC_PARAMETERS = COMPONENT_PARAMETERS + (
+    Param("stage_runner", str, "inprocess", "inprocess: text2music loads the four AudioLDM graphs itself; bls: "
+          "it calls the served audioldm_* component models", STAGE_RUNNERS),
+    Param("max_active", int, 8, "requests denoising together (in-flight batching); more wait their turn"),
+    Param("max_batch_requests", int, 8, "requests per UNet, VAE and vocoder call (a guided request is 2 UNet rows)"),
+    Param("prompt_cache_size", int, 256, "text embeddings kept for repeated prompts and negative prompts; 0: off"),
 )
 
 
@@ -65,3 +79,8 @@ def read_parameters(model_config: Dict[str, Any], schema: Sequence[Param]) -> Di
         entry = raw.get(name)
         values[name] = param.default if entry is None else param.parse(entry["string_value"])
     return values
+
+IMAGE2MUSIC_PARAMETERS = (
+    Param("max_concurrent", int, 8, "image2music requests worked on at once (each waits on its caption, chatglm "
+          "and text2music calls; their text2music calls batch together)"),
+)

@@ -31,6 +31,10 @@ class RuntimeOptions:
     # oneDNN changes the UNet's and the LLMs' numbers by several percent on CPU: off unless asked for.
     use_onednn: bool = False
     device: str = "cpu"  # "cpu" or "gpu"
+    # onnxruntime's idle threads spin-wait by default: several stub processes (or the engine thread between
+    # calls) then burn the same cores against each other. Measured on 2 cores: off removes most of the
+    # serving tax (FEASIBILITY.md).
+    allow_spinning: bool = False
 
 
 class GraphRunner:
@@ -53,6 +57,7 @@ class OnnxRunner(GraphRunner):
         so.log_severity_level = 3  # unused-initializer warnings from paddle2onnx graphs are noise
         if options.threads:
             so.intra_op_num_threads = options.threads
+        so.add_session_config_entry("session.intra_op.allow_spinning", "1" if options.allow_spinning else "0")
         providers = ["CPUExecutionProvider"]
         if options.device == "gpu":
             providers.insert(0, "CUDAExecutionProvider")

@@ -6,6 +6,7 @@ they call lives in modules with no Triton import.
 from __future__ import annotations
 
 import logging
+from concurrent.futures import Executor
 from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
@@ -52,6 +53,43 @@ def respond_each(requests, handle: Callable[[object], Dict[str, np.ndarray]]) ->
         except Exception as exc:  # noqa: BLE001 - every error becomes this request's response
             responses.append(error_response(exc))
     return responses
+
+
+Respond = Callable[[Optional[Dict[str, np.ndarray]], Optional[BaseException]], None]
+
+
+def respond_later(requests, submit: Callable[[object, Respond], None]) -> None:
+    """Hand each request to `submit` with `respond(outputs, error)`, which sends its one response from any
+    thread, later. With `execute` returning None this frees the model to take new requests while earlier ones
+    run (the in-flight engine answers them): one instance serves many requests at once, no decoupled mode
+    needed, so HTTP and gRPC unary calls work. An error raised by `submit` is answered at once."""
+    for request in requests:
+        sender = request.get_response_sender()
+
+        def respond(outputs, error, sender=sender):
+            response = error_response(error) if error is not None else make_response(outputs)
+            sender.send(response, flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+
+        try:
+            submit(request, respond)
+        except Exception as exc:  # noqa: BLE001 - a bad request gets its own error response
+            respond(None, exc)
+
+
+def respond_from_pool(requests, pool: Executor, handle: Callable[[object], Dict[str, np.ndarray]]) -> None:
+    """Run each request's `handle(request) -> outputs` on a worker of `pool` and answer it from there: one
+    model instance works on as many requests at once as the pool has workers."""
+    def submit(request, respond: Respond) -> None:
+        def run() -> None:
+            try:
+                outputs = handle(request)
+            except Exception as exc:  # noqa: BLE001 - becomes this request's error response
+                respond(None, exc)
+            else:
+                respond(outputs, None)
+        pool.submit(run)
+
+    respond_later(requests, submit)
 
 
 def bls_call(model: str, inputs: Dict[str, np.ndarray], output_names: Sequence[str]) -> Dict[str, np.ndarray]:

@@ -25,9 +25,9 @@ def check_weights_folder(weights: Path) -> None:
         )
 
 
-def write_text2music_assets(weights: Path, repository: Path) -> None:
+def write_text2music_assets(weights: Path, repository: Path, serving: Serving) -> None:
     """Tokenizer, scheduler config and pipeline.json beside the orchestrator: the server needs no weights."""
-    assets = write_stage(repository, api.TEXT2MUSIC) / "1"
+    assets = write_stage(repository, api.TEXT2MUSIC, serving.text2music_entry()) / "1"
     for sub in (TOKENIZER_DIR, SCHEDULER_DIR):
         shutil.rmtree(assets / sub, ignore_errors=True)
         shutil.copytree(weights / sub, assets / sub)
@@ -44,4 +44,4 @@ def export_family(weights: Path, repository: Path, serving: Serving) -> None:
     weights = Path(weights).resolve()
     check_weights_folder(weights)
     export_components("audioldm", COMPONENTS, weights, repository, serving)
-    write_text2music_assets(weights, repository)
+    write_text2music_assets(weights, repository, serving)

@@ -11,7 +11,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from musicgen.params import COMPONENT_PARAMETERS
+from musicgen.params import COMPONENT_PARAMETERS, TEXT2MUSIC_PARAMETERS
 from musicgen.protocol import AudioOptions
 from musicgen.repository import ModelEntry, write_model
 from musicgen_client import interface as api
@@ -186,16 +186,24 @@ def test_component_models_are_callable_alone(triton_server, model_repository):
     assert 7 * pipeline["hop_length"] <= waveform.shape[1] < 8 * pipeline["hop_length"]
 
 
+def variant_repository(model_repository, tmp_path, text2music_params, component_params=None):
+    """The exported graphs and assets (version folders linked, not copied) under configs rewritten with other
+    parameters."""
+    entries = [ModelEntry(spec.name, "component", spec.inputs, spec.outputs, COMPONENT_PARAMETERS,
+                          component_params or {}) for spec in api.AUDIOLDM_COMPONENTS]
+    entries.append(ModelEntry(api.TEXT2MUSIC, api.TEXT2MUSIC, api.TEXT2MUSIC_INPUTS, api.TEXT2MUSIC_OUTPUTS,
+                              TEXT2MUSIC_PARAMETERS, text2music_params))
+    for entry in entries:
+        folder = write_model(tmp_path, entry)
+        shutil.rmtree(folder / "1")
+        (folder / "1").symlink_to((model_repository / entry.name / "1").resolve())
+    return tmp_path
+
+
 @pytest.fixture(scope="module")
 def paddle_backend_server(model_repository, triton_server_factory, tmp_path_factory):
-    """The same graphs served through paddle.inference: configs rewritten, version folders shared."""
-    repo = tmp_path_factory.mktemp("paddle_repository")
-    for spec in api.AUDIOLDM_COMPONENTS:
-        folder = write_model(repo, ModelEntry(spec.name, "component", spec.inputs, spec.outputs,
-                                              COMPONENT_PARAMETERS, {"backend": "paddle"}))
-        shutil.rmtree(folder / "1")
-        (folder / "1").symlink_to((model_repository / spec.name / "1").resolve())
-    (repo / api.TEXT2MUSIC).symlink_to((model_repository / api.TEXT2MUSIC).resolve())
+    """text2music running the Paddle inference graphs in process."""
+    repo = variant_repository(model_repository, tmp_path_factory.mktemp("paddle_repository"), {"backend": "paddle"})
     return triton_server_factory(repo)
 
 
@@ -204,3 +212,36 @@ def test_paddle_inference_backend_serves_eager_exact_audio(paddle_backend_server
     audio, _, _ = audio_of(infer(paddle_backend_server, prompt=PROMPT, num_inference_steps=3,
                                  audio_length_in_s=1.0, seed=21))
     assert np.array_equal(audio, eager_audio(PROMPT, options))
+
+
+def test_bls_stage_runner_serves_the_in_process_audio(model_repository, triton_server_factory, triton_server,
+                                                      tmp_path_factory):
+    """stage_runner=bls: text2music calls the served component models instead of loading the graphs."""
+    repo = variant_repository(model_repository, tmp_path_factory.mktemp("bls_repository"), {"stage_runner": "bls"})
+    server = triton_server_factory(repo)
+    fields = dict(prompt=PROMPT, num_inference_steps=3, audio_length_in_s=1.0, seed=33)
+    assert np.array_equal(audio_of(infer(server, **fields))[0], audio_of(infer(triton_server, **fields))[0])
+
+
+CONCURRENT = [
+    dict(prompt="a calm piano melody", num_inference_steps=4, audio_length_in_s=1.0, seed=1),
+    dict(prompt="fast drums", negative_prompt="low quality", num_inference_steps=6, audio_length_in_s=1.0,
+         guidance_scale=4.0, seed=2),
+    dict(prompt="rain", num_inference_steps=3, audio_length_in_s=0.5, guidance_scale=1.0, seed=3),
+    dict(prompt="a calm piano melody", num_inference_steps=4, audio_length_in_s=1.0, seed=4),
+    dict(prompt="an orchestra", num_inference_steps=5, audio_length_in_s=1.5, guidance_scale=2.0, seed=5),
+    dict(prompt="birdsong", num_inference_steps=2, audio_length_in_s=1.0, guidance_scale=7.0, seed=6),
+    dict(prompt="jazz", negative_prompt="noise", num_inference_steps=4, audio_length_in_s=0.5, seed=7),
+    dict(prompt="a choir", num_inference_steps=4, audio_length_in_s=1.0, seed=8),
+]
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_concurrent_requests_get_the_audio_they_get_alone(triton_server, protocol):
+    """Eight requests at once share the engine's batches; each waveform is the one it gets alone."""
+    alone = [audio_of(infer(triton_server, protocol, **fields))[0] for fields in CONCURRENT]
+    with concurrent.futures.ThreadPoolExecutor(len(CONCURRENT)) as pool:
+        together = list(pool.map(lambda fields: audio_of(infer(triton_server, protocol, **fields))[0], CONCURRENT))
+    for fields, got, expected in zip(CONCURRENT, together, alone):
+        assert got.shape == expected.shape
+        assert rel_err(got, expected) <= 1e-5, fields

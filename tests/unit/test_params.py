@@ -1,7 +1,7 @@
 """The config.pbtxt parameter reader: strict types, known keys, listed choices."""
 import pytest
 
-from musicgen.params import COMPONENT_PARAMETERS, Param, read_parameters
+from musicgen.params import COMPONENT_PARAMETERS, TEXT2MUSIC_PARAMETERS, Param, read_parameters
 
 
 def config(**params):
@@ -10,7 +10,14 @@ def config(**params):
 
 def test_defaults_when_absent():
     assert read_parameters({}, COMPONENT_PARAMETERS) == {
-        "backend": "onnxruntime", "device": "cpu", "threads": 0, "use_onednn": False}
+        "backend": "onnxruntime", "device": "cpu", "threads": 0, "use_onednn": False, "allow_spinning": False}
+
+
+def test_text2music_takes_the_runtime_parameters_and_its_engine_limits():
+    values = read_parameters(config(stage_runner="bls", max_active="4"), TEXT2MUSIC_PARAMETERS)
+    assert values["stage_runner"] == "bls" and values["max_active"] == 4 and values["backend"] == "onnxruntime"
+    with pytest.raises(ValueError, match="choose one of inprocess, bls"):
+        read_parameters(config(stage_runner="grpc"), TEXT2MUSIC_PARAMETERS)
 
 
 def test_values_are_typed():

@@ -1,0 +1,307 @@
+"""In-flight batching for AudioLDM: every request in flight shares each component call.
+
+One engine owns the denoising loop of all the requests it holds. Each `step()` of the engine:
+
+1. drops the requests whose caller went away (cancelled) and admits waiting ones up to `max_active`;
+2. encodes the prompts of newly admitted requests in ONE text-encoder call, on their real token lengths
+   (padded only to the longest of the batch, masked), reusing an LRU cache of prompt embeddings;
+3. runs ONE UNet call per latent shape with a row per request (two with guidance) and a timestep per row, so
+   a request that arrives later, or asks for other steps, guidance or negative prompt, joins the running
+   batch; requests of different lengths (latent heights) make progress in separate calls of the same step;
+4. decodes the requests that finished denoising, batched by shape (VAE decoder, then vocoder).
+
+A request's rows never mix with another's: its own seeded noise, scheduler and guidance scale, so its
+waveform is the one it gets alone (the graphs compute rows independently). Nothing here imports Triton: the
+served model drives `run_forever()` in a thread and the in-process pipeline drives `step()` itself.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import Callable, Deque, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from musicgen_client import interface as api
+
+from ..protocol import AudioOptions, CancelledError
+from .config import AudioLDMConfig
+
+logger = logging.getLogger(__name__)
+
+StageRunner = Callable[[str, Dict[str, np.ndarray]], List[np.ndarray]]
+Progress = Callable[[int, int], None]  # (steps done, total)
+
+
+def run_component(run_stage: StageRunner, name: str, feeds: Dict[str, np.ndarray]) -> np.ndarray:
+    """Call one component with its interface's input names; return its single output."""
+    spec = api.COMPONENTS_BY_NAME[name]
+    if {t.name for t in spec.inputs} != set(feeds):
+        raise ValueError(f"{name}: feeds {sorted(feeds)} do not match {[t.name for t in spec.inputs]}")
+    return run_stage(name, feeds)[0]
+
+
+@dataclass(eq=False)
+class Job:
+    """One request in flight: what it asked for, how to report back, and where its denoising stands."""
+
+    prompt: str
+    options: AudioOptions
+    finish: Callable[[Optional[np.ndarray], Optional[BaseException]], None]  # (waveform, None) or (None, error)
+    keep_going: Callable[[], bool] = lambda: True
+    progress: Optional[Progress] = None
+    # Set by the engine.
+    frames: int = 0
+    samples: int = 0
+    embeds: Optional[np.ndarray] = None  # [negative; prompt] rows with guidance, else [prompt]
+    scheduler: object = None
+    timesteps: Sequence = ()
+    step_index: int = 0
+    latents: Optional[np.ndarray] = None
+    enqueued_at: float = field(default_factory=time.monotonic)
+
+    @property
+    def guided(self) -> bool:
+        return self.options.guidance_scale > 1.0
+
+    @property
+    def denoised(self) -> bool:
+        return self.step_index >= len(self.timesteps)
+
+
+class EmbeddingCache:
+    """A small LRU of text embeddings keyed by (text, token limit): repeated prompts and negative prompts
+    skip the text encoder. Thread-safe; size 0 disables it."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._items: "OrderedDict[tuple, np.ndarray]" = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    def get(self, key: tuple) -> Optional[np.ndarray]:
+        with self._lock:
+            value = self._items.get(key)
+            if value is None:
+                self.misses += 1
+                return None
+            self._items.move_to_end(key)
+            self.hits += 1
+            return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+    def put(self, key: tuple, value: np.ndarray) -> None:
+        if self.size <= 0:
+            return
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+
+@dataclass(frozen=True)
+class EngineLimits:
+    max_active: int = 8  # requests denoising together; more wait their turn
+    max_batch_requests: int = 8  # requests per UNet / VAE / vocoder call (a guided request is two UNet rows)
+    prompt_cache_size: int = 256  # cached text embeddings; 0 disables the cache
+
+    def __post_init__(self):
+        for name, low in (("max_active", 1), ("max_batch_requests", 1), ("prompt_cache_size", 0)):
+            if getattr(self, name) < low:
+                raise ValueError(f"{name}: {getattr(self, name)} is out of range: allowed {low} or more")
+
+
+class AudioLDMEngine:
+    """Holds requests in flight and advances all of them together. `submit` is thread-safe; `step` and
+    `run_forever` must be driven from one thread."""
+
+    def __init__(self, config: AudioLDMConfig, tokenizer, new_scheduler: Callable[[], object],
+                 initial_noise: Callable[[Sequence[int], int], np.ndarray], run_stage: StageRunner,
+                 limits: EngineLimits = EngineLimits()):
+        self.config = config
+        self.tokenizer = tokenizer
+        self.new_scheduler = new_scheduler
+        self.initial_noise = initial_noise
+        self.run_stage = run_stage
+        self.limits = limits
+        self.cache = EmbeddingCache(limits.prompt_cache_size)
+        self._waiting: Deque[Job] = deque()
+        self._active: List[Job] = []
+        self._wake = threading.Condition()
+        self._stopped = False
+
+    # ---- the caller's side ---------------------------------------------------------------------
+    def submit(self, job: Job) -> None:
+        job.frames, job.samples = self.config.frames_and_samples(job.options.audio_length_in_s)
+        with self._wake:
+            if self._stopped:
+                raise RuntimeError("the engine has stopped")
+            self._waiting.append(job)
+            self._wake.notify()
+
+    @property
+    def idle(self) -> bool:
+        return not self._active and not self._waiting
+
+    def run_forever(self) -> None:
+        """The serving loop: sleep while there is nothing to do, else step. Returns after `stop()`."""
+        while True:
+            with self._wake:
+                while self.idle and not self._stopped:
+                    self._wake.wait()
+                if self._stopped:
+                    break
+            self.step()
+        self._fail_all(RuntimeError("the server is shutting down"))
+
+    def stop(self) -> None:
+        with self._wake:
+            self._stopped = True
+            self._wake.notify_all()
+
+    # ---- one iteration ---------------------------------------------------------------------------
+    def step(self) -> None:
+        self._drop_cancelled()
+        admitted = self._admit()
+        if admitted:
+            self._guarded(admitted, self._start)
+        for group in _by_shape([j for j in self._active if not j.denoised], self.limits.max_batch_requests):
+            self._guarded(group, self._denoise_step)
+        for group in _by_shape([j for j in self._active if j.denoised], self.limits.max_batch_requests):
+            self._guarded(group, self._decode)
+
+    def _drop_cancelled(self) -> None:
+        for job in list(self._active):
+            if not job.keep_going():
+                done = f"after {job.step_index} of {len(job.timesteps)} steps" if job.timesteps else "before it started"
+                self._finish(job, error=CancelledError(f"cancelled {done}"))
+
+    def _admit(self) -> List[Job]:
+        admitted = []
+        with self._wake:
+            while self._waiting and len(self._active) < self.limits.max_active:
+                job = self._waiting.popleft()
+                if job.keep_going():
+                    admitted.append(job)
+                    self._active.append(job)
+                else:
+                    job.finish(None, CancelledError("cancelled while waiting"))
+        return admitted
+
+    def _guarded(self, jobs: List[Job], stage: Callable[[List[Job]], None]) -> None:
+        """Run a batched stage; if it fails, the requests in that batch fail with its error, the rest go on."""
+        try:
+            stage(jobs)
+        except Exception as exc:  # noqa: BLE001 - becomes those requests' error responses
+            logger.exception("%s failed for %d request(s)", stage.__name__, len(jobs))
+            for job in jobs:
+                self._finish(job, error=exc)
+
+    def _finish(self, job: Job, audio: Optional[np.ndarray] = None, error: Optional[BaseException] = None) -> None:
+        if job in self._active:
+            self._active.remove(job)
+        job.finish(audio, error)
+
+    def _fail_all(self, error: BaseException) -> None:
+        with self._wake:
+            jobs = self._active + list(self._waiting)
+            self._active, self._waiting = [], deque()
+        for job in jobs:
+            job.finish(None, error)
+
+    # ---- 1. prompts → conditioning ------------------------------------------------------------------
+    def _start(self, jobs: List[Job]) -> None:
+        texts = []  # (text, token limit) per embedding row the jobs need
+        for job in jobs:
+            texts.append((job.prompt, self.tokenizer.model_max_length))
+            if job.guided:
+                # ppdiffusers pads (and so truncates) the negative prompt to the embedding width, not to the
+                # tokenizer's limit: the tokens must match its.
+                texts.append((job.options.negative_prompt or "", self.config.text_embed_dim))
+        embeddings = self.encode_texts(texts)
+        for job in jobs:
+            cond = embeddings[(job.prompt, self.tokenizer.model_max_length)]
+            job.embeds = (np.concatenate([embeddings[(job.options.negative_prompt or "", self.config.text_embed_dim)],
+                                          cond]) if job.guided else cond)
+            self._prepare_latents(job)
+
+    def encode_texts(self, keys: Sequence[tuple]) -> Dict[tuple, np.ndarray]:
+        """(text, max tokens) → [1, dim] embedding, through the cache, the missing ones in one call padded to
+        the longest of them (the attention mask hides the padding, as the pipeline's 512-token padding)."""
+        found = {key: self.cache.get(key) for key in dict.fromkeys(keys)}
+        missing = [key for key, value in found.items() if value is None]
+        if missing:
+            ids = [self.tokenizer.encode(text, max_length=limit) for text, limit in missing]
+            width = max(len(row) for row in ids)
+            input_ids = np.full((len(ids), width), self.tokenizer.pad_token_id, dtype=np.int64)
+            mask = np.zeros((len(ids), width), dtype=np.int64)
+            for row, tokens in enumerate(ids):
+                input_ids[row, :len(tokens)] = tokens
+                mask[row, :len(tokens)] = 1
+            embeds = run_component(self.run_stage, api.AUDIOLDM_TEXT_ENCODER,
+                                   {"input_ids": input_ids, "attention_mask": mask})
+            for row, key in enumerate(missing):
+                found[key] = embeds[row:row + 1].copy()
+                self.cache.put(key, found[key])
+        return found
+
+    # ---- 2. seeded noise ----------------------------------------------------------------------------
+    def _prepare_latents(self, job: Job) -> None:
+        c = self.config
+        job.scheduler = self.new_scheduler()
+        job.scheduler.set_timesteps(job.options.num_inference_steps)
+        job.timesteps = list(job.scheduler.timesteps)
+        shape = [1, c.latent_channels, job.frames // c.vae_scale_factor, c.mel_bins // c.vae_scale_factor]
+        job.latents = self.initial_noise(shape, job.options.seed) * np.float32(job.scheduler.init_noise_sigma)
+
+    # ---- 3. one denoising step for a batch of requests of one shape ---------------------------------------
+    def _denoise_step(self, jobs: List[Job]) -> None:
+        samples, timesteps, labels = [], [], []
+        for job in jobs:
+            t = job.timesteps[job.step_index]
+            rows = np.concatenate([job.latents] * 2) if job.guided else job.latents
+            samples.append(job.scheduler.scale_model_input(rows, t))
+            timesteps.append(np.full([rows.shape[0]], float(t), dtype=np.float32))
+            labels.append(job.embeds)
+        noise = run_component(self.run_stage, api.AUDIOLDM_UNET, {
+            "sample": np.concatenate(samples).astype(np.float32, copy=False),
+            "timestep": np.concatenate(timesteps),
+            "class_labels": np.concatenate(labels).astype(np.float32, copy=False),
+        })
+        start = 0
+        for job in jobs:
+            rows = 2 if job.guided else 1
+            pred = noise[start:start + rows]
+            start += rows
+            if job.guided:
+                uncond, cond = pred[:1], pred[1:]
+                pred = uncond + np.float32(job.options.guidance_scale) * (cond - uncond)
+            t = job.timesteps[job.step_index]
+            job.latents = job.scheduler.step(pred, t, job.latents)
+            job.step_index += 1
+            if job.progress is not None:
+                job.progress(job.step_index, len(job.timesteps))
+
+    # ---- 4. latents → waveform -----------------------------------------------------------------------
+    def _decode(self, jobs: List[Job]) -> None:
+        latents = np.concatenate([job.latents for job in jobs]).astype(np.float32, copy=False)
+        mel = run_component(self.run_stage, api.AUDIOLDM_VAE_DECODER, {"latents": latents})
+        waveforms = run_component(self.run_stage, api.AUDIOLDM_VOCODER, {"mel_spectrogram": mel})
+        for job, waveform in zip(jobs, waveforms):
+            self._finish(job, audio=np.ascontiguousarray(waveform[:job.samples], dtype=np.float32))
+
+
+def _by_shape(jobs: List[Job], max_batch: int) -> List[List[Job]]:
+    """Batches of at most `max_batch` requests whose latents have the same shape (the same length), oldest
+    first within each shape."""
+    groups: Dict[int, List[Job]] = {}
+    for job in sorted(jobs, key=lambda j: j.enqueued_at):
+        groups.setdefault(job.frames, []).append(job)
+    return [group[i:i + max_batch] for group in groups.values() for i in range(0, len(group), max_batch)]

@@ -1,0 +1,237 @@
+"""The in-flight batching engine over fake stages: who shares which call, and that sharing changes nothing.
+
+The fakes compute every row on its own (as the real graphs do), so a request's waveform must be exactly the
+one it gets alone, whatever it was batched with. Real graphs: tests/export/test_batching_parity.py.
+"""
+import threading
+
+import numpy as np
+import pytest
+
+from musicgen.audioldm.config import AudioLDMConfig
+from musicgen.audioldm.engine import AudioLDMEngine, EngineLimits, Job
+from musicgen.protocol import AudioOptions, CancelledError
+from musicgen_client import interface as api
+
+CONFIG = AudioLDMConfig(latent_channels=2, vae_scale_factor=2, mel_bins=4, hop_length=10, sampling_rate=100,
+                        text_embed_dim=6, default_audio_length_in_s=1.0)
+
+
+class FakeTokenizer:
+    model_max_length = 12
+    pad_token_id = 1
+
+    def encode(self, text, max_length):
+        body = [3 + ord(c) % 40 for c in text][: max_length - 2]
+        return [0] + body + [2]
+
+
+class FakeScheduler:
+    init_noise_sigma = 1.5
+
+    def set_timesteps(self, steps):
+        self.timesteps = np.arange(steps)[::-1] * 10
+
+    def scale_model_input(self, sample, t):
+        return sample * np.float32(1 + t / 1000)
+
+    def step(self, noise, t, latents):
+        return (latents - np.float32(0.1) * noise).astype(np.float32)
+
+
+class FakeStages:
+    """Row-wise fakes of the four graphs, recording every call's batch."""
+
+    def __init__(self):
+        self.calls = []
+        self.fail_unet_rows = None
+
+    def __call__(self, name, feeds):
+        self.calls.append((name, {k: v.copy() for k, v in feeds.items()}))
+        if name == api.AUDIOLDM_TEXT_ENCODER:
+            ids, mask = feeds["input_ids"].astype(np.float32), feeds["attention_mask"]
+            mean = (ids * mask).sum(1) / mask.sum(1)  # the padding must not matter
+            return [np.stack([mean + k for k in range(CONFIG.text_embed_dim)], axis=1).astype(np.float32)]
+        if name == api.AUDIOLDM_UNET:
+            if self.fail_unet_rows == feeds["sample"].shape[2]:
+                raise RuntimeError("unet exploded")
+            sample, t, labels = feeds["sample"], feeds["timestep"], feeds["class_labels"]
+            return [(0.5 * sample + 1e-3 * t[:, None, None, None] + labels.mean(1)[:, None, None, None]).astype(np.float32)]
+        if name == api.AUDIOLDM_VAE_DECODER:
+            latents = feeds["latents"]
+            mel = latents.mean(1).repeat(CONFIG.vae_scale_factor, axis=1).repeat(CONFIG.vae_scale_factor, axis=2)
+            return [mel.astype(np.float32)]
+        if name == api.AUDIOLDM_VOCODER:
+            mel = feeds["mel_spectrogram"]
+            return [np.repeat(mel.mean(2), CONFIG.hop_length, axis=1).astype(np.float32)]
+        raise KeyError(name)
+
+    def batches(self, name):
+        return [feeds for called, feeds in self.calls if called == name]
+
+
+def noise(shape, seed):
+    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+
+def make_engine(stages=None, **limits):
+    return AudioLDMEngine(CONFIG, FakeTokenizer(), FakeScheduler, noise, stages or FakeStages(), EngineLimits(**limits))
+
+
+class Collector:
+    def __init__(self):
+        self.results = {}
+
+    def job(self, name, prompt, options, **kwargs):
+        def finish(audio, error):
+            self.results[name] = error if error is not None else audio
+        return Job(prompt, options, finish, **kwargs)
+
+
+def run(engine):
+    while not engine.idle:
+        engine.step()
+
+
+REQUESTS = {
+    "a": ("calm piano", AudioOptions(num_inference_steps=3, audio_length_in_s=0.4, guidance_scale=2.5, seed=1)),
+    "b": ("fast drums", AudioOptions(negative_prompt="noise", num_inference_steps=5, audio_length_in_s=0.4,
+                                     guidance_scale=4.0, seed=2)),
+    "c": ("violin", AudioOptions(num_inference_steps=2, audio_length_in_s=0.8, guidance_scale=1.0, seed=3)),
+    "d": ("calm piano", AudioOptions(num_inference_steps=3, audio_length_in_s=0.4, guidance_scale=2.5, seed=4)),
+}
+
+
+def alone(name):
+    collector = Collector()
+    engine = make_engine()
+    engine.submit(collector.job(name, *REQUESTS[name]))
+    run(engine)
+    return collector.results[name]
+
+
+def test_batched_waveforms_equal_alone_ones_exactly():
+    stages, collector = FakeStages(), Collector()
+    engine = make_engine(stages)
+    for name, (prompt, options) in REQUESTS.items():
+        engine.submit(collector.job(name, prompt, options))
+    run(engine)
+    for name in REQUESTS:
+        expected = alone(name)
+        assert collector.results[name].shape == expected.shape
+        np.testing.assert_array_equal(collector.results[name], expected)
+    assert collector.results["c"].shape == (80,)  # 0.8 s at 100 Hz, trimmed
+
+
+def test_one_unet_call_per_step_and_shape_with_a_timestep_per_row():
+    stages, collector = FakeStages(), Collector()
+    engine = make_engine(stages)
+    for name, (prompt, options) in REQUESTS.items():
+        engine.submit(collector.job(name, prompt, options))
+    engine.step()
+    first = stages.batches(api.AUDIOLDM_UNET)
+    # Two shapes in flight (0.4 s and 0.8 s): two calls; a, b, d share one with 2 guided rows each.
+    assert sorted(b["sample"].shape[0] for b in first) == [1, 6]
+    shared = next(b for b in first if b["sample"].shape[0] == 6)
+    assert shared["timestep"].tolist() == [20, 20, 40, 40, 20, 20]  # a and d have 3 steps, b has 5
+    # The prompts of every admitted request were encoded in ONE text-encoder call, repeated ones once.
+    assert len(stages.batches(api.AUDIOLDM_TEXT_ENCODER)) == 1
+
+
+def test_a_late_request_joins_the_running_batch():
+    stages, collector = FakeStages(), Collector()
+    engine = make_engine(stages)
+    engine.submit(collector.job("b", *REQUESTS["b"]))
+    engine.step()
+    engine.step()
+    engine.submit(collector.job("a", *REQUESTS["a"]))
+    engine.step()
+    last = stages.batches(api.AUDIOLDM_UNET)[-1]
+    assert last["timestep"].tolist() == [20, 20, 20, 20]  # b at its 3rd step, a at its 1st
+    run(engine)
+    np.testing.assert_array_equal(collector.results["a"], alone("a"))
+    np.testing.assert_array_equal(collector.results["b"], alone("b"))
+
+
+def test_prompt_embeddings_are_cached_and_unpadded():
+    stages, collector = FakeStages(), Collector()
+    engine = make_engine(stages)
+    engine.submit(collector.job("a", *REQUESTS["a"]))
+    run(engine)
+    engine.submit(collector.job("d", *REQUESTS["d"]))  # same prompt and (empty) negative prompt
+    run(engine)
+    calls = stages.batches(api.AUDIOLDM_TEXT_ENCODER)
+    assert len(calls) == 1 and engine.cache.hits == 2
+    ids = calls[0]["input_ids"]
+    assert ids.shape == (2, len(FakeTokenizer().encode("calm piano", 12)))  # the longest text, not 12
+    assert calls[0]["attention_mask"][1].tolist() == [1, 1] + [0] * (ids.shape[1] - 2)  # "" is <s></s>
+
+
+def test_the_negative_prompt_is_truncated_at_the_embedding_width():
+    stages, collector = FakeStages(), Collector()
+    engine = make_engine(stages)
+    long = "x" * 40
+    engine.submit(collector.job("a", long, AudioOptions(negative_prompt=long, num_inference_steps=1,
+                                                        audio_length_in_s=0.2, seed=0)))
+    run(engine)
+    mask = stages.batches(api.AUDIOLDM_TEXT_ENCODER)[0]["attention_mask"]
+    assert sorted(mask.sum(1).tolist()) == [CONFIG.text_embed_dim, FakeTokenizer.model_max_length]
+
+
+def test_cancelled_request_stops_at_the_next_step_and_the_others_go_on():
+    stages, collector = FakeStages(), Collector()
+    engine = make_engine(stages)
+    steps = []
+    engine.submit(collector.job("b", *REQUESTS["b"], keep_going=lambda: len(steps) < 2,
+                                progress=lambda done, total: steps.append(done)))
+    engine.submit(collector.job("a", *REQUESTS["a"]))
+    run(engine)
+    assert isinstance(collector.results["b"], CancelledError)
+    assert "after 2 of 5 steps" in str(collector.results["b"])
+    np.testing.assert_array_equal(collector.results["a"], alone("a"))
+
+
+def test_a_failing_call_fails_only_the_requests_in_it():
+    stages, collector = FakeStages(), Collector()
+    stages.fail_unet_rows = 4  # 0.8 s = 8 mel frames = 4 latent rows: request c only
+    engine = make_engine(stages)
+    for name in ("a", "c"):
+        engine.submit(collector.job(name, *REQUESTS[name]))
+    run(engine)
+    assert isinstance(collector.results["c"], RuntimeError)
+    np.testing.assert_array_equal(collector.results["a"], alone("a"))
+
+
+def test_max_active_holds_the_rest_back_and_batches_are_capped():
+    stages, collector = FakeStages(), Collector()
+    engine = make_engine(stages, max_active=2, max_batch_requests=1)
+    for name in ("a", "b", "d"):
+        engine.submit(collector.job(name, *REQUESTS[name]))
+    engine.step()
+    assert [b["sample"].shape[0] for b in stages.batches(api.AUDIOLDM_UNET)] == [2, 2]
+    run(engine)
+    assert set(collector.results) == {"a", "b", "d"}
+
+
+def test_limits_are_checked():
+    with pytest.raises(ValueError, match="max_active: 0 is out of range"):
+        EngineLimits(max_active=0)
+
+
+def test_serving_thread_answers_submissions_from_other_threads_and_stops():
+    collector = Collector()
+    engine = make_engine()
+    loop = threading.Thread(target=engine.run_forever)
+    loop.start()
+    done = threading.Event()
+    job = collector.job("a", *REQUESTS["a"])
+    finish = job.finish
+    job.finish = lambda audio, error: (finish(audio, error), done.set())
+    engine.submit(job)
+    assert done.wait(10)
+    np.testing.assert_array_equal(collector.results["a"], alone("a"))
+    engine.stop()
+    loop.join(10)
+    assert not loop.is_alive()
+    with pytest.raises(RuntimeError, match="stopped"):
+        engine.submit(collector.job("b", *REQUESTS["b"]))
