@@ -14,6 +14,7 @@ import triton_python_backend_utils as pb_utils
 
 from musicgen_client import interface as api
 
+from .audioldm.engine import EngineObserver
 from .protocol import StageError, status_of
 
 logger = logging.getLogger(__name__)
@@ -110,3 +111,44 @@ def bls_stage(name: str, feeds: Dict[str, np.ndarray]) -> List[np.ndarray]:
     names = [t.name for t in api.COMPONENTS_BY_NAME[name].outputs]
     outputs = bls_call(name, feeds, names)
     return [outputs[n] for n in names]
+
+
+class EngineMetrics(EngineObserver):
+    """The AudioLDM engine's reports as Prometheus metrics beside Triton's own on the metrics port."""
+
+    _SIZES = [1, 2, 4, 8, 16, 32, 64]
+    _SECONDS = [0.005, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300]
+
+    def __init__(self, model: str):
+        family = pb_utils.MetricFamily
+        self.model = model
+        self._batch_size = family("musicgen_batch_size", "requests per component call of the batching engine",
+                                  family.HISTOGRAM)
+        self._stage_seconds = family("musicgen_stage_seconds", "seconds per component call", family.HISTOGRAM)
+        self._steps = family("musicgen_denoise_steps_total", "denoising steps done, summed over requests",
+                             family.COUNTER)
+        self._requests = family("musicgen_requests_total", "requests ended, by outcome", family.COUNTER)
+        self._latency = family("musicgen_request_seconds", "seconds from submission to answer", family.HISTOGRAM)
+        self._depth = family("musicgen_engine_requests", "requests in the engine, by state", family.GAUGE)
+        self._metrics: Dict[tuple, object] = {}
+
+    def _metric(self, family, buckets=None, **labels):
+        key = (id(family), tuple(sorted(labels.items())))
+        if key not in self._metrics:
+            labels = {"model": self.model, **labels}
+            self._metrics[key] = family.Metric(labels=labels, buckets=buckets) if buckets else family.Metric(labels=labels)
+        return self._metrics[key]
+
+    def batch(self, stage: str, items: int, seconds: float) -> None:
+        self._metric(self._batch_size, self._SIZES, stage=stage).observe(items)
+        self._metric(self._stage_seconds, self._SECONDS, stage=stage).observe(seconds)
+        if stage == api.AUDIOLDM_UNET:
+            self._metric(self._steps).increment(items)
+
+    def finished(self, outcome: str, seconds: float) -> None:
+        self._metric(self._requests, outcome=outcome).increment(1)
+        self._metric(self._latency, self._SECONDS, outcome=outcome).observe(seconds)
+
+    def depth(self, active: int, waiting: int) -> None:
+        self._metric(self._depth, state="active").set(active)
+        self._metric(self._depth, state="waiting").set(waiting)

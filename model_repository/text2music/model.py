@@ -29,7 +29,8 @@ class TritonPythonModel:
             run_stage = local_stage_runner(Path(args["model_repository"]).parent,
                                            [c.name for c in api.AUDIOLDM_COMPONENTS], runtime)
         limits = EngineLimits(**{k: params[k] for k in EngineLimits.__dataclass_fields__})
-        self.recipe = AudioLDMRecipe(Path(args["model_repository"]) / args["model_version"], run_stage, limits)
+        self.recipe = AudioLDMRecipe(Path(args["model_repository"]) / args["model_version"], run_stage, limits,
+                                     triton_glue.EngineMetrics(api.TEXT2MUSIC))
         self.input_names = [t.name for t in api.TEXT2MUSIC_INPUTS]
         self.loop = threading.Thread(target=self.recipe.engine.run_forever, name="audioldm-engine", daemon=True)
         self.loop.start()

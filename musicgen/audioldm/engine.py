@@ -106,6 +106,19 @@ class EmbeddingCache:
                 self._items.popitem(last=False)
 
 
+class EngineObserver:
+    """What the engine reports as it works (metrics); this base ignores everything."""
+
+    def batch(self, stage: str, items: int, seconds: float) -> None:
+        """One component call for `items` requests (texts, for the text encoder) took `seconds`."""
+
+    def finished(self, outcome: str, seconds: float) -> None:
+        """A request ended: outcome 'success', 'cancelled' or 'error', `seconds` after it was submitted."""
+
+    def depth(self, active: int, waiting: int) -> None:
+        """Requests in flight and waiting, after each iteration."""
+
+
 @dataclass(frozen=True)
 class EngineLimits:
     max_active: int = 8  # requests denoising together; more wait their turn
@@ -124,8 +137,9 @@ class AudioLDMEngine:
 
     def __init__(self, config: AudioLDMConfig, tokenizer, new_scheduler: Callable[[], object],
                  initial_noise: Callable[[Sequence[int], int], np.ndarray], run_stage: StageRunner,
-                 limits: EngineLimits = EngineLimits()):
+                 limits: EngineLimits = EngineLimits(), observer: EngineObserver = EngineObserver()):
         self.config = config
+        self.observer = observer
         self.tokenizer = tokenizer
         self.new_scheduler = new_scheduler
         self.initial_noise = initial_noise
@@ -176,6 +190,7 @@ class AudioLDMEngine:
             self._guarded(group, self._denoise_step)
         for group in _by_shape([j for j in self._active if j.denoised], self.limits.max_batch_requests):
             self._guarded(group, self._decode)
+        self.observer.depth(len(self._active), len(self._waiting))
 
     def _drop_cancelled(self) -> None:
         for job in list(self._active):
@@ -192,7 +207,7 @@ class AudioLDMEngine:
                     admitted.append(job)
                     self._active.append(job)
                 else:
-                    job.finish(None, CancelledError("cancelled while waiting"))
+                    self._finish(job, error=CancelledError("cancelled while waiting"))
         return admitted
 
     def _guarded(self, jobs: List[Job], stage: Callable[[List[Job]], None]) -> None:
@@ -207,14 +222,22 @@ class AudioLDMEngine:
     def _finish(self, job: Job, audio: Optional[np.ndarray] = None, error: Optional[BaseException] = None) -> None:
         if job in self._active:
             self._active.remove(job)
+        outcome = "success" if error is None else "cancelled" if isinstance(error, CancelledError) else "error"
+        self.observer.finished(outcome, time.monotonic() - job.enqueued_at)
         job.finish(audio, error)
+
+    def _call(self, name: str, requests: int, feeds: Dict[str, np.ndarray]) -> np.ndarray:
+        start = time.monotonic()
+        out = run_component(self.run_stage, name, feeds)
+        self.observer.batch(name, requests, time.monotonic() - start)
+        return out
 
     def _fail_all(self, error: BaseException) -> None:
         with self._wake:
             jobs = self._active + list(self._waiting)
             self._active, self._waiting = [], deque()
         for job in jobs:
-            job.finish(None, error)
+            self._finish(job, error=error)
 
     # ---- 1. prompts → conditioning ------------------------------------------------------------------
     def _start(self, jobs: List[Job]) -> None:
@@ -245,8 +268,7 @@ class AudioLDMEngine:
             for row, tokens in enumerate(ids):
                 input_ids[row, :len(tokens)] = tokens
                 mask[row, :len(tokens)] = 1
-            embeds = run_component(self.run_stage, api.AUDIOLDM_TEXT_ENCODER,
-                                   {"input_ids": input_ids, "attention_mask": mask})
+            embeds = self._call(api.AUDIOLDM_TEXT_ENCODER, len(missing), {"input_ids": input_ids, "attention_mask": mask})
             for row, key in enumerate(missing):
                 found[key] = embeds[row:row + 1].copy()
                 self.cache.put(key, found[key])
@@ -270,7 +292,7 @@ class AudioLDMEngine:
             samples.append(job.scheduler.scale_model_input(rows, t))
             timesteps.append(np.full([rows.shape[0]], float(t), dtype=np.float32))
             labels.append(job.embeds)
-        noise = run_component(self.run_stage, api.AUDIOLDM_UNET, {
+        noise = self._call(api.AUDIOLDM_UNET, len(jobs), {
             "sample": np.concatenate(samples).astype(np.float32, copy=False),
             "timestep": np.concatenate(timesteps),
             "class_labels": np.concatenate(labels).astype(np.float32, copy=False),
@@ -292,8 +314,8 @@ class AudioLDMEngine:
     # ---- 4. latents → waveform -----------------------------------------------------------------------
     def _decode(self, jobs: List[Job]) -> None:
         latents = np.concatenate([job.latents for job in jobs]).astype(np.float32, copy=False)
-        mel = run_component(self.run_stage, api.AUDIOLDM_VAE_DECODER, {"latents": latents})
-        waveforms = run_component(self.run_stage, api.AUDIOLDM_VOCODER, {"mel_spectrogram": mel})
+        mel = self._call(api.AUDIOLDM_VAE_DECODER, len(jobs), {"latents": latents})
+        waveforms = self._call(api.AUDIOLDM_VOCODER, len(jobs), {"mel_spectrogram": mel})
         for job, waveform in zip(jobs, waveforms):
             self._finish(job, audio=np.ascontiguousarray(waveform[:job.samples], dtype=np.float32))
 

@@ -17,18 +17,19 @@ import numpy as np
 
 from ..protocol import AudioOptions
 from .config import SCHEDULER_DIR, TOKENIZER_DIR, AudioLDMConfig
-from .engine import AudioLDMEngine, EngineLimits, Job, Progress, StageRunner
+from .engine import AudioLDMEngine, EngineLimits, EngineObserver, Job, Progress, StageRunner
 
 
 class AudioLDMRecipe:
     """Text (and options) → waveform. Build once per process; `engine` serves concurrent requests."""
 
-    def __init__(self, assets: Path, run_stage: StageRunner, limits: EngineLimits = EngineLimits()):
+    def __init__(self, assets: Path, run_stage: StageRunner, limits: EngineLimits = EngineLimits(),
+                 observer: EngineObserver = EngineObserver()):
         assets = Path(assets)
         self.config = AudioLDMConfig.load(assets)
         self.engine = AudioLDMEngine(
             self.config, _PaddleTokenizer(assets / TOKENIZER_DIR), _paddle_scheduler_factory(assets / SCHEDULER_DIR),
-            _paddle_noise, run_stage, limits)
+            _paddle_noise, run_stage, limits, observer)
 
     def __call__(self, prompt: str, options: AudioOptions, progress: Optional[Progress] = None) -> np.ndarray:
         return self.generate([(prompt, options)], progress)[0]

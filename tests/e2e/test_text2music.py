@@ -240,8 +240,25 @@ CONCURRENT = [
 def test_concurrent_requests_get_the_audio_they_get_alone(triton_server, protocol):
     """Eight requests at once share the engine's batches; each waveform is the one it gets alone."""
     alone = [audio_of(infer(triton_server, protocol, **fields))[0] for fields in CONCURRENT]
+    before = unet_batches(triton_server)
     with concurrent.futures.ThreadPoolExecutor(len(CONCURRENT)) as pool:
         together = list(pool.map(lambda fields: audio_of(infer(triton_server, protocol, **fields))[0], CONCURRENT))
     for fields, got, expected in zip(CONCURRENT, together, alone):
         assert got.shape == expected.shape
         assert rel_err(got, expected) <= 1e-5, fields
+    # They did share calls: the engine's metrics count more requests than UNet calls.
+    after = unet_batches(triton_server)
+    calls, requests = after[0] - before[0], after[1] - before[1]
+    assert requests == sum(f["num_inference_steps"] for f in CONCURRENT) and calls < requests
+
+
+def unet_batches(server):
+    """(UNet calls, requests carried) so far, from the engine's histogram on the metrics port."""
+    import urllib.request
+
+    text = urllib.request.urlopen(server.metrics_url, timeout=10).read().decode()
+    values = {}
+    for line in text.splitlines():
+        if line.startswith("musicgen_batch_size_") and 'stage="audioldm_unet"' in line:
+            values[line.split("{")[0]] = float(line.rsplit(" ", 1)[1])
+    return values["musicgen_batch_size_count"], values["musicgen_batch_size_sum"]
