@@ -64,4 +64,13 @@ def test_audio_prompt_is_made_acceptable():
     assert flow.audio_prompt("nul\x00here", "cap", 100) == "nulhere"
     assert flow.audio_prompt("é" * 10, "cap", 5) == "éé"  # cut on a character boundary
     assert flow.music_prompt_from_answer("Sure: a calm lake melody\nsecond") == "a calm lake melody"
-    assert "scene.  Description:x." in flow.music_prompt_request("x")
+    assert "scene.  Description:x." in flow.music_prompt_request("x", 4096)
+
+
+def test_a_caption_with_a_nul_still_makes_a_valid_chatglm_prompt():
+    """Seen in a soak: a tiny random MiniGPT4 decoded a NUL into its caption; ChatGLM's input refuses NULs."""
+    from musicgen.protocol import parse_text
+
+    question = flow.music_prompt_request("a cat\x00 on a table" + "é" * 3000)
+    assert "\x00" not in question and len(question.encode()) <= api.MAX_PROMPT_BYTES
+    assert parse_text({api.PROMPT: np.array([question.encode()], dtype=object)}).prompt == question
