@@ -59,6 +59,7 @@ TEXT2MUSIC_PARAMETERS = COMPONENT_PARAMETERS + (
     Param("stage_runner", str, "inprocess", "inprocess: text2music loads the four AudioLDM graphs itself; bls: "
           "it calls the served audioldm_* component models", STAGE_RUNNERS),
     Param("max_active", int, 8, "requests denoising together (in-flight batching); more wait their turn"),
+    Param("max_waiting", int, 64, "requests waiting for a place; more are refused at once with UNAVAILABLE (503)"),
     Param("max_batch_requests", int, 8, "requests per UNet, VAE and vocoder call (a guided request is 2 UNet rows)"),
     Param("prompt_cache_size", int, 256, "text embeddings kept for repeated prompts and negative prompts; 0: off"),
 )

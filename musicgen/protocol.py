@@ -30,17 +30,35 @@ class StageError(RuntimeError):
         self.stage = stage
 
 
+class BadOutputError(StageError):
+    """A stage produced something that is not a result (NaN, inf, silence): 500 naming the stage, never audio."""
+
+
 class CancelledError(RuntimeError):
     """The client went away; the work stopped early."""
 
 
+class UnavailableError(RuntimeError):
+    """The server cannot take this request now (busy, shutting down): 503 / UNAVAILABLE, worth a retry."""
+
+
 def status_of(exc: BaseException) -> str:
-    """The one mapping from our errors to a status: 'invalid_argument', 'cancelled' or 'internal'."""
+    """The one mapping from our errors to a status: 'invalid_argument', 'cancelled', 'unavailable' or
+    'internal'."""
     if isinstance(exc, InvalidRequestError):
         return "invalid_argument"
     if isinstance(exc, CancelledError):
         return "cancelled"
+    if isinstance(exc, UnavailableError):
+        return "unavailable"
     return "internal"
+
+
+def check_finite(stage: str, values: np.ndarray, where: str = "") -> None:
+    """Raise BadOutputError naming `stage` when `values` hold NaN or inf."""
+    if not np.isfinite(values).all():
+        bad = int(values.size - np.isfinite(values).sum())
+        raise BadOutputError(stage, f"produced {bad} non-finite values (NaN or inf){where}")
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,8 @@ logger = logging.getLogger(__name__)
 
 # Status name -> TritonError code attribute. Looked up per error: the stub attaches TritonError to pb_utils
 # only after model.py has been imported.
-_ERROR_CODES = {"invalid_argument": "INVALID_ARG", "cancelled": "CANCELLED", "internal": "INTERNAL"}
+_ERROR_CODES = {"invalid_argument": "INVALID_ARG", "cancelled": "CANCELLED", "unavailable": "UNAVAILABLE",
+                "internal": "INTERNAL"}
 
 
 def read_inputs(request, names: Sequence[str]) -> Dict[str, Optional[np.ndarray]]:

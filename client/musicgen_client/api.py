@@ -557,7 +557,10 @@ def save_wav(path: Union[str, os.PathLike], audio: np.ndarray, sampling_rate: in
     PCM, and one that wraps turns overshoots into loud clicks. Missing parent directories are created.
     """
     path = Path(path)
-    data = np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0)
+    data = np.asarray(audio, dtype=np.float32)
+    if not np.isfinite(data).all():  # clipping would turn NaN into a file of garbage that looks like audio
+        raise ValueError(f"audio holds {int(data.size - np.isfinite(data).sum())} non-finite samples: not writing it")
+    data = np.clip(data, -1.0, 1.0)
     if data.ndim not in (1, 2):
         raise ValueError(f"audio must be 1-D (mono) or 2-D (samples x channels), got shape {data.shape}")
     if sampling_rate <= 0:

@@ -27,7 +27,7 @@ import numpy as np
 
 from musicgen_client import interface as api
 
-from ..protocol import AudioOptions, CancelledError
+from ..protocol import AudioOptions, BadOutputError, CancelledError, UnavailableError, check_finite, status_of
 from .config import AudioLDMConfig
 
 logger = logging.getLogger(__name__)
@@ -113,7 +113,8 @@ class EngineObserver:
         """One component call for `items` requests (texts, for the text encoder) took `seconds`."""
 
     def finished(self, outcome: str, seconds: float) -> None:
-        """A request ended: outcome 'success', 'cancelled' or 'error', `seconds` after it was submitted."""
+        """A request ended, `seconds` after it was submitted: outcome 'success', 'bad_output' (NaN, inf or
+        silence from a stage), or the status of its error ('cancelled', 'unavailable', 'internal')."""
 
     def depth(self, active: int, waiting: int) -> None:
         """Requests in flight and waiting, after each iteration."""
@@ -122,11 +123,12 @@ class EngineObserver:
 @dataclass(frozen=True)
 class EngineLimits:
     max_active: int = 8  # requests denoising together; more wait their turn
+    max_waiting: int = 64  # requests waiting for a place; more are refused at once (busy, retry later)
     max_batch_requests: int = 8  # requests per UNet / VAE / vocoder call (a guided request is two UNet rows)
     prompt_cache_size: int = 256  # cached text embeddings; 0 disables the cache
 
     def __post_init__(self):
-        for name, low in (("max_active", 1), ("max_batch_requests", 1), ("prompt_cache_size", 0)):
+        for name, low in (("max_active", 1), ("max_waiting", 0), ("max_batch_requests", 1), ("prompt_cache_size", 0)):
             if getattr(self, name) < low:
                 raise ValueError(f"{name}: {getattr(self, name)} is out of range: allowed {low} or more")
 
@@ -156,7 +158,10 @@ class AudioLDMEngine:
         job.frames, job.samples = self.config.frames_and_samples(job.options.audio_length_in_s)
         with self._wake:
             if self._stopped:
-                raise RuntimeError("the engine has stopped")
+                raise UnavailableError("the server is shutting down")
+            if len(self._waiting) >= self.limits.max_waiting:
+                raise UnavailableError(f"busy: {len(self._active)} requests running and {len(self._waiting)} "
+                                       "waiting; retry later")
             self._waiting.append(job)
             self._wake.notify()
 
@@ -173,7 +178,7 @@ class AudioLDMEngine:
                 if self._stopped:
                     break
             self.step()
-        self._fail_all(RuntimeError("the server is shutting down"))
+        self._fail_all(UnavailableError("the server is shutting down"))
 
     def stop(self) -> None:
         with self._wake:
@@ -222,7 +227,7 @@ class AudioLDMEngine:
     def _finish(self, job: Job, audio: Optional[np.ndarray] = None, error: Optional[BaseException] = None) -> None:
         if job in self._active:
             self._active.remove(job)
-        outcome = "success" if error is None else "cancelled" if isinstance(error, CancelledError) else "error"
+        outcome = "success" if error is None else "bad_output" if isinstance(error, BadOutputError) else status_of(error)
         self.observer.finished(outcome, time.monotonic() - job.enqueued_at)
         job.finish(audio, error)
 
@@ -269,6 +274,7 @@ class AudioLDMEngine:
                 input_ids[row, :len(tokens)] = tokens
                 mask[row, :len(tokens)] = 1
             embeds = self._call(api.AUDIOLDM_TEXT_ENCODER, len(missing), {"input_ids": input_ids, "attention_mask": mask})
+            check_finite(api.AUDIOLDM_TEXT_ENCODER, embeds)
             for row, key in enumerate(missing):
                 found[key] = embeds[row:row + 1].copy()
                 self.cache.put(key, found[key])
@@ -302,6 +308,11 @@ class AudioLDMEngine:
             rows = 2 if job.guided else 1
             pred = noise[start:start + rows]
             start += rows
+            try:
+                check_finite(api.AUDIOLDM_UNET, pred, f" at step {job.step_index + 1} of {len(job.timesteps)}")
+            except BadOutputError as exc:
+                self._finish(job, error=exc)
+                continue
             if job.guided:
                 uncond, cond = pred[:1], pred[1:]
                 pred = uncond + np.float32(job.options.guidance_scale) * (cond - uncond)
@@ -315,9 +326,18 @@ class AudioLDMEngine:
     def _decode(self, jobs: List[Job]) -> None:
         latents = np.concatenate([job.latents for job in jobs]).astype(np.float32, copy=False)
         mel = self._call(api.AUDIOLDM_VAE_DECODER, len(jobs), {"latents": latents})
+        check_finite(api.AUDIOLDM_VAE_DECODER, mel)
         waveforms = self._call(api.AUDIOLDM_VOCODER, len(jobs), {"mel_spectrogram": mel})
         for job, waveform in zip(jobs, waveforms):
-            self._finish(job, audio=np.ascontiguousarray(waveform[:job.samples], dtype=np.float32))
+            audio = np.ascontiguousarray(waveform[:job.samples], dtype=np.float32)
+            try:
+                check_finite(api.AUDIOLDM_VOCODER, audio)
+                if not audio.any():
+                    raise BadOutputError(api.AUDIOLDM_VOCODER, "produced silence (every sample is 0)")
+            except BadOutputError as exc:
+                self._finish(job, error=exc)
+                continue
+            self._finish(job, audio=audio)
 
 
 def _by_shape(jobs: List[Job], max_batch: int) -> List[List[Job]]:

@@ -27,7 +27,8 @@ def test_writes_wav_whatever_the_suffix(tmp_path):
 
 @pytest.mark.parametrize(
     "audio, rate, wording",
-    [(np.zeros((2, 2, 2)), RATE, "shape"), (np.zeros(4), 0, "sampling_rate")],
+    [(np.zeros((2, 2, 2)), RATE, "shape"), (np.zeros(4), 0, "sampling_rate"),
+     (np.array([0.1, np.nan, np.inf, 0.2]), RATE, "2 non-finite samples")],
 )
 def test_rejects_unwritable_input(tmp_path, audio, rate, wording):
     with pytest.raises(ValueError, match=wording):

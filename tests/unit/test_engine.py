@@ -10,7 +10,7 @@ import pytest
 
 from musicgen.audioldm.config import AudioLDMConfig
 from musicgen.audioldm.engine import AudioLDMEngine, EngineLimits, Job
-from musicgen.protocol import AudioOptions, CancelledError
+from musicgen.protocol import AudioOptions, BadOutputError, CancelledError, UnavailableError
 from musicgen_client import interface as api
 
 CONFIG = AudioLDMConfig(latent_channels=2, vae_scale_factor=2, mel_bins=4, hop_length=10, sampling_rate=100,
@@ -45,6 +45,8 @@ class FakeStages:
     def __init__(self):
         self.calls = []
         self.fail_unet_rows = None
+        self.nan_at_timestep = None  # UNet rows at this timestep come out NaN
+        self.silent = False
 
     def __call__(self, name, feeds):
         self.calls.append((name, {k: v.copy() for k, v in feeds.items()}))
@@ -56,14 +58,17 @@ class FakeStages:
             if self.fail_unet_rows == feeds["sample"].shape[2]:
                 raise RuntimeError("unet exploded")
             sample, t, labels = feeds["sample"], feeds["timestep"], feeds["class_labels"]
-            return [(0.5 * sample + 1e-3 * t[:, None, None, None] + labels.mean(1)[:, None, None, None]).astype(np.float32)]
+            out = (0.5 * sample + 1e-3 * t[:, None, None, None] + labels.mean(1)[:, None, None, None]).astype(np.float32)
+            out[t == self.nan_at_timestep] = np.nan
+            return [out]
         if name == api.AUDIOLDM_VAE_DECODER:
             latents = feeds["latents"]
             mel = latents.mean(1).repeat(CONFIG.vae_scale_factor, axis=1).repeat(CONFIG.vae_scale_factor, axis=2)
             return [mel.astype(np.float32)]
         if name == api.AUDIOLDM_VOCODER:
             mel = feeds["mel_spectrogram"]
-            return [np.repeat(mel.mean(2), CONFIG.hop_length, axis=1).astype(np.float32)]
+            waveform = np.repeat(mel.mean(2), CONFIG.hop_length, axis=1).astype(np.float32)
+            return [waveform * 0 if self.silent else waveform]
         raise KeyError(name)
 
     def batches(self, name):
@@ -233,5 +238,35 @@ def test_serving_thread_answers_submissions_from_other_threads_and_stops():
     engine.stop()
     loop.join(10)
     assert not loop.is_alive()
-    with pytest.raises(RuntimeError, match="stopped"):
+    with pytest.raises(UnavailableError, match="shutting down"):
+        engine.submit(collector.job("b", *REQUESTS["b"]))
+
+
+def test_nan_from_the_unet_fails_that_request_naming_the_stage_and_step():
+    stages, collector = FakeStages(), Collector()
+    stages.nan_at_timestep = 40  # b's first step (40 30 20 10 0); a (20 10 0) never sees it
+    engine = make_engine(stages)
+    for name in ("a", "b"):
+        engine.submit(collector.job(name, *REQUESTS[name]))
+    run(engine)
+    error = collector.results["b"]
+    assert isinstance(error, BadOutputError)
+    assert str(error) == "stage audioldm_unet failed: produced 16 non-finite values (NaN or inf) at step 1 of 5"  # 2 rows of 2×2×2
+    np.testing.assert_array_equal(collector.results["a"], alone("a"))
+
+
+def test_silence_is_an_error_not_audio():
+    stages, collector = FakeStages(), Collector()
+    stages.silent = True
+    engine = make_engine(stages)
+    engine.submit(collector.job("a", *REQUESTS["a"]))
+    run(engine)
+    assert "stage audioldm_vocoder failed: produced silence" in str(collector.results["a"])
+
+
+def test_a_full_queue_refuses_at_once():
+    collector = Collector()
+    engine = make_engine(max_active=1, max_waiting=1)
+    engine.submit(collector.job("a", *REQUESTS["a"]))
+    with pytest.raises(UnavailableError, match="busy: 0 requests running and 1 waiting"):
         engine.submit(collector.job("b", *REQUESTS["b"]))
