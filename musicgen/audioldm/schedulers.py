@@ -1,0 +1,190 @@
+"""numpy ports of ppdiffusers' (0.29) diffusion schedulers, read from an exported `scheduler_config.json`.
+
+One object per request, stateful as in (pp)diffusers: `set_timesteps(n)`, then for each `t` in `.timesteps`:
+`scale_model_input(sample, t)` → the model → `step(model_output, t, sample)` → the next sample. Arithmetic is
+float32 in ppdiffusers' order, so every step matches its scheduler to float32 rounding (the tests check 1e-6).
+
+Only deterministic sampling is ported (DDIM with eta = 0): a scheduler whose step draws noise is refused.
+Every `__init__` option of ppdiffusers' class is either honoured or, for a value that was not ported, refused
+at load with the values that are; keys the class itself does not take are ignored, as ppdiffusers does.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Dict, Mapping, Union
+
+import numpy as np
+
+CONFIG_FILE = "scheduler_config.json"
+_F32 = np.float32
+
+
+class SchedulerConfigError(ValueError):
+    """A scheduler config this package cannot reproduce."""
+
+
+# --- noise schedules (ppdiffusers' arithmetic: float32 betas, float32 cumulative product) --------------------
+def _linspace_f32(start: float, stop: float, num: int) -> np.ndarray:
+    """paddle.linspace(..., dtype=float32) on CPU: float32 ends, a double step, each half counted from its end."""
+    start, stop = _F32(start), _F32(stop)
+    if num == 1:
+        return np.array([start], dtype=_F32)
+    step = float(_F32(stop - start)) / (num - 1)
+    i = np.arange(num)
+    values = np.where(i < num // 2, float(start) + step * i, float(stop) - step * (num - 1 - i))
+    return values.astype(_F32)
+
+
+def _alpha_bar_betas(num_train_timesteps: int, max_beta: float = 0.999) -> np.ndarray:
+    """The "squaredcos_cap_v2" schedule (betas_for_alpha_bar with the cosine transform), in double then float32."""
+    def alpha_bar(t):
+        return math.cos((t + 0.008) / 1.008 * math.pi / 2) ** 2
+
+    n = num_train_timesteps
+    return np.array([min(1 - alpha_bar((i + 1) / n) / alpha_bar(i / n), max_beta) for i in range(n)], dtype=_F32)
+
+
+def _rescale_zero_terminal_snr(betas: np.ndarray) -> np.ndarray:
+    alphas_bar_sqrt = np.sqrt(np.cumprod(_F32(1) - betas, dtype=_F32))
+    first, last = alphas_bar_sqrt[0].copy(), alphas_bar_sqrt[-1].copy()
+    alphas_bar_sqrt = (alphas_bar_sqrt - last) * (first / (first - last))
+    alphas_bar = alphas_bar_sqrt ** 2
+    alphas = np.concatenate([alphas_bar[:1], alphas_bar[1:] / alphas_bar[:-1]])
+    return (_F32(1) - alphas).astype(_F32)
+
+
+def _betas(config: Mapping) -> np.ndarray:
+    n = config["num_train_timesteps"]
+    if config["trained_betas"] is not None:
+        betas = np.asarray(config["trained_betas"], dtype=_F32)
+    elif config["beta_schedule"] == "linear":
+        betas = _linspace_f32(config["beta_start"], config["beta_end"], n)
+    elif config["beta_schedule"] == "scaled_linear":
+        betas = _linspace_f32(config["beta_start"] ** 0.5, config["beta_end"] ** 0.5, n) ** 2
+    else:  # "squaredcos_cap_v2", the values were checked at load
+        betas = _alpha_bar_betas(n)
+    if config.get("rescale_betas_zero_snr"):
+        betas = _rescale_zero_terminal_snr(betas)
+    return betas
+
+
+# --- config reading ------------------------------------------------------------------------------------------
+def _read_options(name: str, defaults: Mapping, supported: Mapping, config: Mapping) -> Dict:
+    """ppdiffusers' defaults overlaid with the config; a value outside `supported` (option → allowed values) is
+    refused, naming what is ported."""
+    options = {key: config.get(key, default) for key, default in defaults.items()}
+    for key, allowed in supported.items():
+        if options[key] not in allowed:
+            raise SchedulerConfigError(
+                f"{name}: {key}={options[key]!r} is not supported by the numpy port; supported: "
+                f"{', '.join(map(repr, allowed))}"
+            )
+    return options
+
+
+_BETA_OPTIONS = {
+    "num_train_timesteps": 1000, "beta_start": 0.0001, "beta_end": 0.02, "beta_schedule": "linear",
+    "trained_betas": None,
+}
+_BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
+
+
+class DDIMScheduler:
+    """ppdiffusers.DDIMScheduler, deterministic (eta = 0), without dynamic thresholding."""
+
+    DEFAULTS = {
+        **_BETA_OPTIONS, "clip_sample": True, "set_alpha_to_one": True, "steps_offset": 0,
+        "prediction_type": "epsilon", "thresholding": False, "dynamic_thresholding_ratio": 0.995,
+        "clip_sample_range": 1.0, "sample_max_value": 1.0, "timestep_spacing": "leading",
+        "rescale_betas_zero_snr": False,
+    }
+    SUPPORTED = {
+        "beta_schedule": _BETA_SCHEDULES,
+        "prediction_type": ("epsilon", "sample", "v_prediction"),
+        "thresholding": (False,),
+        "timestep_spacing": ("linspace", "leading", "trailing"),
+    }
+    init_noise_sigma = 1.0
+
+    def __init__(self, config: Mapping):
+        self.config = _read_options(type(self).__name__, self.DEFAULTS, self.SUPPORTED, config)
+        self.alphas_cumprod = np.cumprod(_F32(1) - _betas(self.config), dtype=_F32)
+        self.final_alpha_cumprod = _F32(1) if self.config["set_alpha_to_one"] else self.alphas_cumprod[0]
+        self.num_inference_steps = None
+        self.timesteps = np.arange(self.config["num_train_timesteps"])[::-1].astype(np.int64)
+
+    def set_timesteps(self, num_inference_steps: int) -> None:
+        train = self.config["num_train_timesteps"]
+        if not 1 <= num_inference_steps <= train:
+            raise ValueError(f"num_inference_steps: {num_inference_steps} is out of range: allowed 1 to {train}")
+        self.num_inference_steps = num_inference_steps
+        spacing = self.config["timestep_spacing"]
+        if spacing == "linspace":
+            timesteps = np.linspace(0, train - 1, num_inference_steps).round()[::-1].astype(np.int64)
+        elif spacing == "leading":
+            timesteps = (np.arange(num_inference_steps) * (train // num_inference_steps))[::-1].astype(np.int64)
+            timesteps += self.config["steps_offset"]
+        else:  # trailing
+            timesteps = np.round(np.arange(train, 0, -train / num_inference_steps)).astype(np.int64) - 1
+        self.timesteps = timesteps
+
+    def scale_model_input(self, sample: np.ndarray, timestep=None) -> np.ndarray:
+        return sample
+
+    def step(self, model_output: np.ndarray, timestep, sample: np.ndarray) -> np.ndarray:
+        if self.num_inference_steps is None:
+            raise ValueError("set_timesteps must be called before step")
+        cfg = self.config
+        timestep = int(timestep)
+        # ppdiffusers steps back by train // steps whatever the spacing: kept, so the results are its.
+        prev_timestep = timestep - cfg["num_train_timesteps"] // self.num_inference_steps
+        alpha_prod_t = self.alphas_cumprod[timestep]
+        alpha_prod_t_prev = self.alphas_cumprod[prev_timestep] if prev_timestep >= 0 else self.final_alpha_cumprod
+        beta_prod_t = _F32(1) - alpha_prod_t
+        sqrt_alpha, sqrt_beta = np.sqrt(alpha_prod_t), np.sqrt(beta_prod_t)
+
+        if cfg["prediction_type"] == "epsilon":
+            pred_original_sample = (sample - sqrt_beta * model_output) / sqrt_alpha
+            pred_epsilon = model_output
+        elif cfg["prediction_type"] == "sample":
+            pred_original_sample = model_output
+            pred_epsilon = (sample - sqrt_alpha * pred_original_sample) / sqrt_beta
+        else:  # v_prediction
+            pred_original_sample = sqrt_alpha * sample - sqrt_beta * model_output
+            pred_epsilon = sqrt_alpha * model_output + sqrt_beta * sample
+        if cfg["clip_sample"]:
+            limit = _F32(cfg["clip_sample_range"])
+            pred_original_sample = np.clip(pred_original_sample, -limit, limit)
+
+        direction = np.sqrt(_F32(1) - alpha_prod_t_prev) * pred_epsilon  # eta = 0: no variance term
+        return (np.sqrt(alpha_prod_t_prev) * pred_original_sample + direction).astype(_F32)
+
+
+_SCHEDULERS = {cls.__name__: cls for cls in (DDIMScheduler,)}
+SUPPORTED_SCHEDULERS = tuple(_SCHEDULERS)
+
+
+def scheduler_class_name(source: Union[str, Path, Mapping]) -> str:
+    """The `_class_name` of a scheduler folder or config, checked against the ported schedulers."""
+    config = _read_config(source)
+    name = config.get("_class_name")
+    if name not in _SCHEDULERS:
+        raise SchedulerConfigError(
+            f"scheduler {name!r} has no numpy port; supported: {', '.join(SUPPORTED_SCHEDULERS)}"
+        )
+    return name
+
+
+def load_scheduler(source: Union[str, Path, Mapping]):
+    """A fresh scheduler from an exported `scheduler/` folder (or its config as a dict)."""
+    config = _read_config(source)
+    return _SCHEDULERS[scheduler_class_name(config)](config)
+
+
+def _read_config(source: Union[str, Path, Mapping]) -> Mapping:
+    if isinstance(source, Mapping):
+        return source
+    path = Path(source)
+    return json.loads((path / CONFIG_FILE if path.is_dir() else path).read_text())

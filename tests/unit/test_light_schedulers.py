@@ -1,0 +1,133 @@
+"""musicgen.audioldm.schedulers against ppdiffusers' own schedulers, run side by side on the same inputs.
+
+A full loop per case: the same initial sample and the same random "model outputs" go through both; timesteps,
+init_noise_sigma, every scaled model input and every step's prev_sample are compared (1e-6 of the sample's
+scale). Configs: the exported tiny model's, the real cvssp/audioldm DDIM (export/audioldm/presets.py), and
+variants over every option the port honours.
+"""
+import json
+
+import numpy as np
+import paddle
+import ppdiffusers
+import pytest
+
+from export.audioldm.presets import AUDIOLDM_S, TINY
+from musicgen.audioldm.schedulers import (
+    SUPPORTED_SCHEDULERS, DDIMScheduler, SchedulerConfigError, load_scheduler, scheduler_class_name,
+)
+
+STEPS = [1, 2, 10, 20, 50]
+TOLERANCE = 1e-6
+# rescale_betas_zero_snr takes a square root of the whole schedule; paddle's CPU sqrt kernel is Eigen's fast
+# one (rsqrt estimate + one Newton step, about half its results 1 ulp off and CPU-dependent), which the port
+# cannot reproduce bit for bit: 50 steps then drift to ~1.3e-6.
+ZSNR_TOLERANCE = 5e-6
+SHAPE = (2, 8, 16, 16)
+
+AUDIOLDM_DDIM = {"_class_name": "DDIMScheduler", **AUDIOLDM_S["scheduler"]}
+DDIM_CASES = {
+    "audioldm": AUDIOLDM_DDIM,
+    "audioldm-offset1": {**AUDIOLDM_DDIM, "steps_offset": 1},
+    "tiny-preset": {"_class_name": "DDIMScheduler", **TINY["scheduler"]},
+    "defaults": {"_class_name": "DDIMScheduler"},
+    "linear-clip-alpha1": {"_class_name": "DDIMScheduler", "beta_schedule": "linear", "clip_sample": True,
+                           "clip_sample_range": 0.5, "set_alpha_to_one": True},
+    "cosine-v-trailing-zsnr": {"_class_name": "DDIMScheduler", "beta_schedule": "squaredcos_cap_v2",
+                               "prediction_type": "v_prediction", "timestep_spacing": "trailing",
+                               "rescale_betas_zero_snr": True, "clip_sample": False},
+    "sample-linspace": {"_class_name": "DDIMScheduler", "prediction_type": "sample", "timestep_spacing": "linspace",
+                        "beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012},
+    "trained-betas": {"_class_name": "DDIMScheduler", "num_train_timesteps": 100, "clip_sample": False,
+                      "trained_betas": np.linspace(1e-4, 0.05, 100).tolist()},
+}
+
+
+def reference(config):
+    return getattr(ppdiffusers, config["_class_name"]).from_config(dict(config))
+
+
+def step_kwargs(ref):
+    return {"eta": 0.0} if config_name(ref) == "DDIMScheduler" else {}
+
+
+def config_name(ref):
+    return type(ref).__name__
+
+
+def assert_close(ours, ref, what, tolerance=TOLERANCE):
+    ref = np.asarray(ref)
+    assert ours.dtype == np.float32 and ours.shape == ref.shape, what
+    err = np.abs(ours - ref).max() / max(np.abs(ref).max(), 1e-30)
+    assert err <= tolerance, f"{what}: relative error {err:.3g}"
+
+
+def run_side_by_side(config, steps, seed=0):
+    tolerance = ZSNR_TOLERANCE if config.get("rescale_betas_zero_snr") else TOLERANCE
+    ours, ref = load_scheduler(config), reference(config)
+    ours.set_timesteps(steps)
+    ref.set_timesteps(steps)
+    np.testing.assert_array_equal(ours.timesteps, ref.timesteps.numpy())
+    assert ours.init_noise_sigma == pytest.approx(float(ref.init_noise_sigma), rel=1e-6)
+
+    rng = np.random.default_rng(seed)
+    sample = (rng.standard_normal(SHAPE) * float(ref.init_noise_sigma)).astype(np.float32)
+    ref_sample = paddle.to_tensor(sample)
+    for i, t in enumerate(ref.timesteps):
+        model_output = rng.standard_normal(SHAPE).astype(np.float32)
+        ours_in = ours.scale_model_input(sample, ours.timesteps[i])
+        ref_in = ref.scale_model_input(ref_sample, t)
+        assert_close(ours_in, ref_in.numpy(), f"step {i} (t={int(t)}) scaled input", tolerance)
+        sample = ours.step(model_output, ours.timesteps[i], sample)
+        ref_sample = ref.step(paddle.to_tensor(model_output), t, ref_sample, **step_kwargs(ref)).prev_sample
+        assert_close(sample, ref_sample.numpy(), f"step {i} (t={int(t)}) prev_sample", tolerance)
+
+
+@pytest.mark.parametrize("steps", STEPS)
+@pytest.mark.parametrize("case", DDIM_CASES)
+def test_ddim_matches_ppdiffusers(case, steps):
+    run_side_by_side(DDIM_CASES[case], steps)
+
+
+def test_exported_scheduler_folder(tmp_path):
+    folder = tmp_path / "scheduler"
+    reference(AUDIOLDM_DDIM).save_pretrained(str(folder))  # what export copies beside text2music
+    assert scheduler_class_name(folder) == "DDIMScheduler"
+    scheduler = load_scheduler(folder)
+    assert isinstance(scheduler, DDIMScheduler)
+    run_side_by_side(json.loads((folder / "scheduler_config.json").read_text()), 20)
+
+
+def test_each_scheduler_is_independent():
+    a, b = load_scheduler(AUDIOLDM_DDIM), load_scheduler(AUDIOLDM_DDIM)
+    a.set_timesteps(10)
+    b.set_timesteps(3)
+    assert len(a.timesteps) == 10 and len(b.timesteps) == 3
+
+
+def test_unported_scheduler_is_refused_naming_the_supported():
+    with pytest.raises(SchedulerConfigError) as err:
+        load_scheduler({"_class_name": "EulerAncestralDiscreteScheduler"})
+    assert "EulerAncestralDiscreteScheduler" in str(err.value)
+    assert all(name in str(err.value) for name in SUPPORTED_SCHEDULERS)
+    with pytest.raises(SchedulerConfigError, match="None"):
+        load_scheduler({"beta_schedule": "linear"})  # no _class_name at all
+
+
+@pytest.mark.parametrize("option, value", [
+    ("thresholding", True), ("prediction_type", "flow"), ("timestep_spacing", "karras"),
+    ("beta_schedule", "sigmoid"),
+])
+def test_unported_option_is_refused(option, value):
+    with pytest.raises(SchedulerConfigError, match=f"{option}={value!r}.*supported"):
+        load_scheduler({**AUDIOLDM_DDIM, option: value})
+
+
+def test_step_before_set_timesteps_and_bad_step_counts_are_refused():
+    scheduler = load_scheduler(AUDIOLDM_DDIM)
+    x = np.zeros(SHAPE, np.float32)
+    with pytest.raises(ValueError, match="set_timesteps"):
+        scheduler.step(x, 999, x)
+    for steps in (0, 1001):
+        with pytest.raises(ValueError, match="num_inference_steps"):
+            scheduler.set_timesteps(steps)
