@@ -125,7 +125,10 @@ _ALWAYS_ASK_BELOW_LOG, _ALWAYS_ASK_BELOW = 2.0 ** -7, np.float32(2.0 ** -30)
 
 @functools.lru_cache(maxsize=None)
 def _libm_logf():
-    libm = ctypes.CDLL(ctypes.util.find_library("m") or "libm.so.6")
+    try:
+        libm = ctypes.CDLL("libm.so.6")  # glibc's; find_library would run ldconfig in a subprocess
+    except OSError:
+        libm = ctypes.CDLL(ctypes.util.find_library("m"))
     logf = libm.logf
     logf.argtypes, logf.restype = [ctypes.c_float], ctypes.c_float
     return logf
