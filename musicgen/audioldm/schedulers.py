@@ -4,7 +4,8 @@ One object per request, stateful as in (pp)diffusers: `set_timesteps(n)`, then f
 `scale_model_input(sample, t)` → the model → `step(model_output, t, sample)` → the next sample. Arithmetic is
 float32 in ppdiffusers' order, so every step matches its scheduler to float32 rounding (the tests check 1e-6).
 
-Only deterministic sampling is ported (DDIM with eta = 0): a scheduler whose step draws noise is refused.
+Ported: DDIMScheduler (AudioLDM's; eta = 0), PNDMScheduler, EulerDiscreteScheduler (no churn). Only
+deterministic steps are ported: a scheduler whose step adds noise (the ancestral / SDE ones) is refused.
 Every `__init__` option of ppdiffusers' class is either honoured or, for a value that was not ported, refused
 at load with the values that are; keys the class itself does not take are ignored, as ppdiffusers does.
 """
@@ -162,7 +163,206 @@ class DDIMScheduler:
         return (np.sqrt(alpha_prod_t_prev) * pred_original_sample + direction).astype(_F32)
 
 
-_SCHEDULERS = {cls.__name__: cls for cls in (DDIMScheduler,)}
+class PNDMScheduler:
+    """ppdiffusers.PNDMScheduler: Runge-Kutta warm-up steps (unless skip_prk_steps), then linear multistep."""
+
+    DEFAULTS = {
+        **_BETA_OPTIONS, "skip_prk_steps": False, "set_alpha_to_one": False, "prediction_type": "epsilon",
+        "timestep_spacing": "leading", "steps_offset": 0,
+    }
+    SUPPORTED = {
+        "beta_schedule": _BETA_SCHEDULES,
+        "prediction_type": ("epsilon", "v_prediction"),
+        "timestep_spacing": ("linspace", "leading", "trailing"),
+    }
+    init_noise_sigma = 1.0
+    _ORDER = 4
+
+    def __init__(self, config: Mapping):
+        self.config = _read_options(type(self).__name__, self.DEFAULTS, self.SUPPORTED, config)
+        self.alphas_cumprod = np.cumprod(_F32(1) - _betas(self.config), dtype=_F32)
+        self.final_alpha_cumprod = _F32(1) if self.config["set_alpha_to_one"] else self.alphas_cumprod[0]
+        self.num_inference_steps = None
+        self.timesteps = None
+
+    def set_timesteps(self, num_inference_steps: int) -> None:
+        cfg, train = self.config, self.config["num_train_timesteps"]
+        if not 1 <= num_inference_steps <= train:
+            raise ValueError(f"num_inference_steps: {num_inference_steps} is out of range: allowed 1 to {train}")
+        self.num_inference_steps = num_inference_steps
+        if cfg["timestep_spacing"] == "linspace":
+            base = np.linspace(0, train - 1, num_inference_steps).round().astype(np.int64)
+        elif cfg["timestep_spacing"] == "leading":
+            base = np.arange(num_inference_steps) * (train // num_inference_steps) + cfg["steps_offset"]
+        else:  # trailing
+            base = np.round(np.arange(train, 0, -train / num_inference_steps))[::-1].astype(np.int64) - 1
+        if not cfg["skip_prk_steps"] and num_inference_steps < self._ORDER:
+            # ppdiffusers fails here too (a numpy broadcasting error): say why instead.
+            raise ValueError(f"num_inference_steps: {num_inference_steps} is too few for PNDM's Runge-Kutta warm-up: "
+                             f"allowed {self._ORDER} or more (or set skip_prk_steps)")
+        if cfg["skip_prk_steps"]:
+            self.prk_timesteps = np.array([], dtype=np.int64)
+            self.plms_timesteps = np.concatenate([base[:-1], base[-2:-1], base[-1:]])[::-1]
+        else:
+            half_step = train // num_inference_steps // 2
+            prk = np.array(base[-self._ORDER:]).repeat(2) + np.tile(np.array([0, half_step]), self._ORDER)
+            self.prk_timesteps = prk[:-1].repeat(2)[1:-1][::-1]
+            self.plms_timesteps = base[:-3][::-1]
+        self.timesteps = np.concatenate([self.prk_timesteps, self.plms_timesteps]).astype(np.int64)
+        self.ets, self.counter, self.cur_model_output, self.cur_sample = [], 0, 0, None
+
+    def scale_model_input(self, sample: np.ndarray, timestep=None) -> np.ndarray:
+        return sample
+
+    def step(self, model_output: np.ndarray, timestep, sample: np.ndarray) -> np.ndarray:
+        if self.num_inference_steps is None:
+            raise ValueError("set_timesteps must be called before step")
+        if self.counter < len(self.prk_timesteps) and not self.config["skip_prk_steps"]:
+            return self._step_prk(model_output, int(timestep), sample)
+        return self._step_plms(model_output, int(timestep), sample)
+
+    def _step_prk(self, model_output, timestep, sample):
+        train = self.config["num_train_timesteps"]
+        prev_timestep = timestep - (0 if self.counter % 2 else train // self.num_inference_steps // 2)
+        timestep = self.prk_timesteps[self.counter // 4 * 4]
+        phase = self.counter % 4
+        if phase == 0:
+            self.cur_model_output = self.cur_model_output + _F32(1 / 6) * model_output
+            self.ets.append(model_output)
+            self.cur_sample = sample
+        elif phase in (1, 2):
+            self.cur_model_output = self.cur_model_output + _F32(1 / 3) * model_output
+        else:
+            model_output = self.cur_model_output + _F32(1 / 6) * model_output
+            self.cur_model_output = 0
+        cur_sample = self.cur_sample if self.cur_sample is not None else sample
+        self.counter += 1
+        return self._prev_sample(cur_sample, timestep, prev_timestep, model_output)
+
+    def _step_plms(self, model_output, timestep, sample):
+        if not self.config["skip_prk_steps"] and len(self.ets) < 3:
+            raise ValueError("PNDM's linear multistep needs the Runge-Kutta warm-up first (12 steps)")
+        stride = self.config["num_train_timesteps"] // self.num_inference_steps
+        prev_timestep = timestep - stride
+        if self.counter != 1:
+            self.ets = self.ets[-3:] + [model_output]
+        else:
+            prev_timestep, timestep = timestep, timestep + stride
+        ets = self.ets
+        if len(ets) == 1 and self.counter == 0:
+            self.cur_sample = sample
+        elif len(ets) == 1 and self.counter == 1:
+            model_output = (model_output + ets[-1]) / _F32(2)
+            sample, self.cur_sample = self.cur_sample, None
+        elif len(ets) == 2:
+            model_output = (_F32(3) * ets[-1] - ets[-2]) / _F32(2)
+        elif len(ets) == 3:
+            model_output = (_F32(23) * ets[-1] - _F32(16) * ets[-2] + _F32(5) * ets[-3]) / _F32(12)
+        else:
+            model_output = _F32(1 / 24) * (
+                _F32(55) * ets[-1] - _F32(59) * ets[-2] + _F32(37) * ets[-3] - _F32(9) * ets[-4])
+        self.counter += 1
+        return self._prev_sample(sample, timestep, prev_timestep, model_output)
+
+    def _prev_sample(self, sample, timestep, prev_timestep, model_output):
+        alpha_prod_t = self.alphas_cumprod[timestep]
+        alpha_prod_t_prev = self.alphas_cumprod[prev_timestep] if prev_timestep >= 0 else self.final_alpha_cumprod
+        beta_prod_t, beta_prod_t_prev = _F32(1) - alpha_prod_t, _F32(1) - alpha_prod_t_prev
+        if self.config["prediction_type"] == "v_prediction":
+            model_output = np.sqrt(alpha_prod_t) * model_output + np.sqrt(beta_prod_t) * sample
+        sample_coeff = np.sqrt(alpha_prod_t_prev / alpha_prod_t)
+        denom = alpha_prod_t * np.sqrt(beta_prod_t_prev) + np.sqrt(alpha_prod_t * beta_prod_t * alpha_prod_t_prev)
+        prev = sample_coeff * sample - (alpha_prod_t_prev - alpha_prod_t) * model_output / denom
+        return prev.astype(_F32)
+
+
+class EulerDiscreteScheduler:
+    """ppdiffusers.EulerDiscreteScheduler without churn (s_churn = 0, its default: the step adds no noise)."""
+
+    DEFAULTS = {
+        **_BETA_OPTIONS, "prediction_type": "epsilon", "interpolation_type": "linear", "use_karras_sigmas": False,
+        "sigma_min": None, "sigma_max": None, "timestep_spacing": "linspace", "timestep_type": "discrete",
+        "steps_offset": 0,
+    }
+    SUPPORTED = {
+        "beta_schedule": _BETA_SCHEDULES,
+        "prediction_type": ("epsilon", "sample", "original_sample", "v_prediction"),
+        "interpolation_type": ("linear",),
+        "use_karras_sigmas": (False, None),
+        "timestep_spacing": ("linspace", "leading", "trailing"),
+        "timestep_type": ("discrete",),
+    }
+
+    def __init__(self, config: Mapping):
+        self.config = _read_options(type(self).__name__, self.DEFAULTS, self.SUPPORTED, config)
+        self.alphas_cumprod = np.cumprod(_F32(1) - _betas(self.config), dtype=_F32)
+        train = self.config["num_train_timesteps"]
+        self.num_inference_steps = None
+        self.timesteps = np.linspace(0, train - 1, train, dtype=float)[::-1].astype(_F32)
+        self.sigmas = np.concatenate([self._train_sigmas()[::-1], np.zeros(1, _F32)])
+        self._step_index = None
+
+    def _train_sigmas(self) -> np.ndarray:
+        return np.sqrt((_F32(1) - self.alphas_cumprod) / self.alphas_cumprod)
+
+    @property
+    def init_noise_sigma(self) -> float:
+        sigma_max = self.sigmas.max()
+        if self.config["timestep_spacing"] in ("linspace", "trailing"):
+            return float(sigma_max)
+        return float(np.sqrt(sigma_max * sigma_max + _F32(1)))
+
+    def set_timesteps(self, num_inference_steps: int) -> None:
+        cfg, train = self.config, self.config["num_train_timesteps"]
+        if not 1 <= num_inference_steps <= train:
+            raise ValueError(f"num_inference_steps: {num_inference_steps} is out of range: allowed 1 to {train}")
+        self.num_inference_steps = num_inference_steps
+        if cfg["timestep_spacing"] == "linspace":
+            timesteps = np.linspace(0, train - 1, num_inference_steps, dtype=np.float32)[::-1].copy()
+        elif cfg["timestep_spacing"] == "leading":
+            timesteps = (np.arange(num_inference_steps) * (train // num_inference_steps))[::-1].astype(np.float32)
+            timesteps += cfg["steps_offset"]
+        else:  # trailing
+            timesteps = np.arange(train, 0, -train / num_inference_steps).round().astype(np.float32) - 1
+        # ppdiffusers interpolates the float32 sigmas in double, then stores float32.
+        sigmas = np.interp(timesteps, np.arange(train), self._train_sigmas()).astype(_F32)
+        self.timesteps = timesteps.astype(_F32)
+        self.sigmas = np.concatenate([sigmas, np.zeros(1, _F32)])
+        self._step_index = None
+
+    def _init_step_index(self, timestep) -> None:
+        candidates = np.flatnonzero(self.timesteps == _F32(timestep))
+        # ppdiffusers takes the second match when a timestep repeats (so as not to skip a sigma on img2img).
+        self._step_index = int(candidates[1] if len(candidates) > 1 else candidates[0])
+
+    def scale_model_input(self, sample: np.ndarray, timestep) -> np.ndarray:
+        if self._step_index is None:
+            self._init_step_index(timestep)
+        sigma = self.sigmas[self._step_index]
+        return (sample / np.sqrt(sigma * sigma + _F32(1))).astype(_F32)
+
+    def step(self, model_output: np.ndarray, timestep, sample: np.ndarray) -> np.ndarray:
+        if self.num_inference_steps is None:
+            raise ValueError("set_timesteps must be called before step")
+        if self._step_index is None:
+            self._init_step_index(timestep)
+        sigma = self.sigmas[self._step_index]
+        prediction = self.config["prediction_type"]
+        if prediction in ("original_sample", "sample"):
+            pred_original_sample = model_output
+        elif prediction == "epsilon":
+            pred_original_sample = sample - sigma * model_output
+        else:  # v_prediction
+            # sigma * sigma, not sigma ** 2: numpy would square a float32 scalar in double.
+            pred_original_sample = (model_output * (-sigma / np.sqrt(sigma * sigma + _F32(1)))
+                                    + sample / (sigma * sigma + _F32(1)))
+        derivative = (sample - pred_original_sample) / sigma
+        dt = self.sigmas[self._step_index + 1] - sigma
+        self._step_index += 1
+        return (sample + derivative * dt).astype(_F32)
+
+
+_SCHEDULERS = {cls.__name__: cls for cls in (DDIMScheduler, PNDMScheduler, EulerDiscreteScheduler)}
 SUPPORTED_SCHEDULERS = tuple(_SCHEDULERS)
 
 
