@@ -4,8 +4,8 @@ One object per request, stateful as in (pp)diffusers: `set_timesteps(n)`, then f
 `scale_model_input(sample, t)` → the model → `step(model_output, t, sample)` → the next sample. Arithmetic is
 float32 in ppdiffusers' order, so every step matches its scheduler to float32 rounding (the tests check 1e-6).
 
-Ported: DDIMScheduler (AudioLDM's; eta = 0), PNDMScheduler, EulerDiscreteScheduler (no churn). Only
-deterministic steps are ported: a scheduler whose step adds noise (the ancestral / SDE ones) is refused.
+Ported: DDIMScheduler (AudioLDM's; eta = 0), PNDMScheduler, LMSDiscreteScheduler, EulerDiscreteScheduler (no
+churn). Only deterministic steps are ported: a scheduler whose step adds noise (ancestral, SDE) is refused.
 Every `__init__` option of ppdiffusers' class is either honoured or, for a value that was not ported, refused
 at load with the values that are; keys the class itself does not take are ignored, as ppdiffusers does.
 """
@@ -276,30 +276,24 @@ class PNDMScheduler:
         return prev.astype(_F32)
 
 
-class EulerDiscreteScheduler:
-    """ppdiffusers.EulerDiscreteScheduler without churn (s_churn = 0, its default: the step adds no noise)."""
+class _SigmaScheduler:
+    """What ppdiffusers' Euler and LMS schedulers share: sigma = sqrt((1 - alpha_bar) / alpha_bar) interpolated
+    at the inference timesteps, inputs scaled by 1 / sqrt(sigma^2 + 1), a step index found from the timestep."""
 
-    DEFAULTS = {
-        **_BETA_OPTIONS, "prediction_type": "epsilon", "interpolation_type": "linear", "use_karras_sigmas": False,
-        "sigma_min": None, "sigma_max": None, "timestep_spacing": "linspace", "timestep_type": "discrete",
-        "steps_offset": 0,
-    }
+    DEFAULTS = {**_BETA_OPTIONS, "prediction_type": "epsilon", "use_karras_sigmas": False,
+                "timestep_spacing": "linspace", "steps_offset": 0}
     SUPPORTED = {
         "beta_schedule": _BETA_SCHEDULES,
-        "prediction_type": ("epsilon", "sample", "original_sample", "v_prediction"),
-        "interpolation_type": ("linear",),
+        "prediction_type": ("epsilon", "sample", "v_prediction"),
         "use_karras_sigmas": (False, None),
         "timestep_spacing": ("linspace", "leading", "trailing"),
-        "timestep_type": ("discrete",),
     }
 
     def __init__(self, config: Mapping):
         self.config = _read_options(type(self).__name__, self.DEFAULTS, self.SUPPORTED, config)
         self.alphas_cumprod = np.cumprod(_F32(1) - _betas(self.config), dtype=_F32)
-        train = self.config["num_train_timesteps"]
-        self.num_inference_steps = None
-        self.timesteps = np.linspace(0, train - 1, train, dtype=float)[::-1].astype(_F32)
         self.sigmas = np.concatenate([self._train_sigmas()[::-1], np.zeros(1, _F32)])
+        self.num_inference_steps = None
         self._step_index = None
 
     def _train_sigmas(self) -> np.ndarray:
@@ -341,7 +335,8 @@ class EulerDiscreteScheduler:
         sigma = self.sigmas[self._step_index]
         return (sample / np.sqrt(sigma * sigma + _F32(1))).astype(_F32)
 
-    def step(self, model_output: np.ndarray, timestep, sample: np.ndarray) -> np.ndarray:
+    def _derivative(self, model_output: np.ndarray, timestep, sample: np.ndarray) -> np.ndarray:
+        """d sample / d sigma at the current step (the model's denoised estimate gives the direction)."""
         if self.num_inference_steps is None:
             raise ValueError("set_timesteps must be called before step")
         if self._step_index is None:
@@ -356,13 +351,61 @@ class EulerDiscreteScheduler:
             # sigma * sigma, not sigma ** 2: numpy would square a float32 scalar in double.
             pred_original_sample = (model_output * (-sigma / np.sqrt(sigma * sigma + _F32(1)))
                                     + sample / (sigma * sigma + _F32(1)))
-        derivative = (sample - pred_original_sample) / sigma
-        dt = self.sigmas[self._step_index + 1] - sigma
+        return (sample - pred_original_sample) / sigma
+
+
+class EulerDiscreteScheduler(_SigmaScheduler):
+    """ppdiffusers.EulerDiscreteScheduler without churn (s_churn = 0, its default: the step adds no noise)."""
+
+    DEFAULTS = {**_SigmaScheduler.DEFAULTS, "interpolation_type": "linear", "sigma_min": None, "sigma_max": None,
+                "timestep_type": "discrete"}
+    SUPPORTED = {
+        **_SigmaScheduler.SUPPORTED,
+        "prediction_type": ("epsilon", "sample", "original_sample", "v_prediction"),
+        "interpolation_type": ("linear",),
+        "timestep_type": ("discrete",),
+    }
+
+    def step(self, model_output: np.ndarray, timestep, sample: np.ndarray) -> np.ndarray:
+        derivative = self._derivative(model_output, timestep, sample)
+        dt = self.sigmas[self._step_index + 1] - self.sigmas[self._step_index]
         self._step_index += 1
         return (sample + derivative * dt).astype(_F32)
 
 
-_SCHEDULERS = {cls.__name__: cls for cls in (DDIMScheduler, PNDMScheduler, EulerDiscreteScheduler)}
+class LMSDiscreteScheduler(_SigmaScheduler):
+    """ppdiffusers.LMSDiscreteScheduler (order 4, as its pipelines call it)."""
+
+    ORDER = 4
+
+    def set_timesteps(self, num_inference_steps: int) -> None:
+        super().set_timesteps(num_inference_steps)
+        self.derivatives = []
+
+    def _coefficient(self, order: int, t: int, current: int) -> float:
+        """The integral over [sigma_t, sigma_t+1] of the Lagrange basis polynomial of point t - current through
+        the last `order` sigmas. ppdiffusers integrates it numerically (scipy quad); it is a polynomial, so its
+        antiderivative gives the same number without scipy."""
+        sigmas = self.sigmas.astype(np.float64)
+        others = [sigmas[t - k] for k in range(order) if k != current]
+        numerator = np.polynomial.Polynomial.fromroots(others) if others else np.polynomial.Polynomial([1.0])
+        basis = numerator / np.prod([sigmas[t - current] - s for s in others])
+        antiderivative = basis.integ()
+        return float(antiderivative(sigmas[t + 1]) - antiderivative(sigmas[t]))
+
+    def step(self, model_output: np.ndarray, timestep, sample: np.ndarray) -> np.ndarray:
+        self.derivatives.append(self._derivative(model_output, timestep, sample))
+        self.derivatives = self.derivatives[-self.ORDER:]
+        order = min(self._step_index + 1, self.ORDER)
+        path = 0  # summed as ppdiffusers does, newest derivative first, before adding to the sample
+        for current, derivative in zip(range(order), reversed(self.derivatives)):
+            path = path + _F32(self._coefficient(order, self._step_index, current)) * derivative
+        self._step_index += 1
+        return (sample + path).astype(_F32)
+
+
+_SCHEDULERS = {cls.__name__: cls for cls in (DDIMScheduler, PNDMScheduler, LMSDiscreteScheduler,
+                                               EulerDiscreteScheduler)}
 SUPPORTED_SCHEDULERS = tuple(_SCHEDULERS)
 
 
