@@ -21,12 +21,12 @@ the value is asked of the C library's logf itself, as paddle does. That is about
 """
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import functools
 from typing import Sequence
 
 import numpy as np
+
+from .libm import logf
 
 # --- 1. std::seed_seq + std::mt19937_64 -------------------------------------------------------------
 _N, _M = 312, 156  # mt19937_64 state words, twist offset
@@ -116,39 +116,6 @@ def _canonical_floats(draws: np.ndarray) -> np.ndarray:
 
 
 # --- 3. the polar method, with glibc's logf -------------------------------------------------------------
-# Where glibc's logf and the correctly rounded log disagree, how near a float32 rounding midpoint the true log
-# lies, at most, measured over every float in [2**-30, 1) (glibc 2.36, x86-64): 2.4e-9 where |log| >= 0.5,
-# 3.8e-10 where 2**-7 <= |log| < 0.5. Twice that is "ambiguous"; so is anything nearer 0 or below 2**-30.
-_AMBIGUOUS_FAR, _AMBIGUOUS_NEAR = 5e-9, 1e-9  # |log| >= 0.5, below
-_ALWAYS_ASK_BELOW_LOG, _ALWAYS_ASK_BELOW = 2.0 ** -7, np.float32(2.0 ** -30)
-
-
-@functools.lru_cache(maxsize=None)
-def _libm_logf():
-    try:
-        libm = ctypes.CDLL("libm.so.6")  # glibc's; find_library would run ldconfig in a subprocess
-    except OSError:
-        libm = ctypes.CDLL(ctypes.util.find_library("m"))
-    logf = libm.logf
-    logf.argtypes, logf.restype = [ctypes.c_float], ctypes.c_float
-    return logf
-
-
-def logf(values: np.ndarray) -> np.ndarray:
-    """The C library's logf of float32 values in (0, 1]: the float64 log rounded, and libm itself where that
-    rounding is ambiguous (about one value in seven)."""
-    exact = np.log(values.astype(np.float64))
-    rounded = exact.astype(np.float32)
-    toward = np.where(exact > rounded, np.float32(np.inf), np.float32(-np.inf))
-    midpoint = (rounded.astype(np.float64) + np.nextafter(rounded, toward).astype(np.float64)) / 2
-    margin = np.where(exact <= -0.5, _AMBIGUOUS_FAR, _AMBIGUOUS_NEAR)
-    ambiguous = ((np.abs(exact - midpoint) < margin) | (exact > -_ALWAYS_ASK_BELOW_LOG)
-                 | (values < _ALWAYS_ASK_BELOW))
-    if ambiguous.any():
-        rounded[ambiguous] = list(map(_libm_logf(), values[ambiguous].tolist()))
-    return rounded
-
-
 def _polar_normals(u: np.ndarray) -> np.ndarray:
     """Consecutive uniform pairs → the normal_distribution<float> outputs they yield, in order."""
     u = u[: u.size // 2 * 2]

@@ -5,7 +5,8 @@ One object per request, stateful as in (pp)diffusers: `set_timesteps(n)`, then f
 float32 in ppdiffusers' order, so every step matches its scheduler to float32 rounding (the tests check 1e-6).
 
 Ported: DDIMScheduler (AudioLDM's; eta = 0), PNDMScheduler, LMSDiscreteScheduler, EulerDiscreteScheduler (no
-churn). Only deterministic steps are ported: a scheduler whose step adds noise (ancestral, SDE) is refused.
+churn), DPMSolverMultistepScheduler ("dpmsolver++"/"dpmsolver"). Only deterministic steps are ported: a
+scheduler whose step adds noise (ancestral, SDE) is refused.
 Every `__init__` option of ppdiffusers' class is either honoured or, for a value that was not ported, refused
 at load with the values that are; keys the class itself does not take are ignored, as ppdiffusers does.
 """
@@ -17,6 +18,8 @@ from pathlib import Path
 from typing import Dict, Mapping, Union
 
 import numpy as np
+
+from .libm import expf, logf, powf
 
 CONFIG_FILE = "scheduler_config.json"
 _F32 = np.float32
@@ -404,8 +407,184 @@ class LMSDiscreteScheduler(_SigmaScheduler):
         return (sample + path).astype(_F32)
 
 
+class DPMSolverMultistepScheduler:
+    """ppdiffusers.DPMSolverMultistepScheduler, deterministic algorithms ("dpmsolver++", "dpmsolver"), orders
+    1 to 3, sigmas interpolated from the training schedule (no Karras / Lu spacing, no thresholding)."""
+
+    DEFAULTS = {
+        **_BETA_OPTIONS, "solver_order": 2, "prediction_type": "epsilon", "thresholding": False,
+        "dynamic_thresholding_ratio": 0.995, "sample_max_value": 1.0, "algorithm_type": "dpmsolver++",
+        "solver_type": "midpoint", "lower_order_final": True, "euler_at_final": False, "use_karras_sigmas": False,
+        "use_lu_lambdas": False, "lambda_min_clipped": -float("inf"), "variance_type": None,
+        "timestep_spacing": "linspace", "steps_offset": 0,
+    }
+    SUPPORTED = {
+        "beta_schedule": _BETA_SCHEDULES,
+        "solver_order": (1, 2, 3),
+        "prediction_type": ("epsilon", "sample", "v_prediction"),
+        "thresholding": (False,),
+        # ppdiffusers runs "deis" as "dpmsolver++"; the SDE variants add noise.
+        "algorithm_type": ("dpmsolver++", "dpmsolver", "deis"),
+        # ppdiffusers runs these three as "midpoint".
+        "solver_type": ("midpoint", "heun", "logrho", "bh1", "bh2"),
+        "use_karras_sigmas": (False, None),
+        "use_lu_lambdas": (False, None),
+        "variance_type": (None,),
+        "timestep_spacing": ("linspace", "leading", "trailing"),
+    }
+    init_noise_sigma = 1.0
+
+    def __init__(self, config: Mapping):
+        self.config = _read_options(type(self).__name__, self.DEFAULTS, self.SUPPORTED, config)
+        if self.config["algorithm_type"] == "deis":
+            self.config["algorithm_type"] = "dpmsolver++"
+        if self.config["solver_type"] in ("logrho", "bh1", "bh2"):
+            self.config["solver_type"] = "midpoint"
+        self.alphas_cumprod = np.cumprod(_F32(1) - _betas(self.config), dtype=_F32)
+        self.num_inference_steps = None
+        self.timesteps = np.linspace(0, self.config["num_train_timesteps"] - 1, self.config["num_train_timesteps"],
+                                     dtype=np.float32)[::-1].copy()
+
+    def set_timesteps(self, num_inference_steps: int) -> None:
+        cfg, train = self.config, self.config["num_train_timesteps"]
+        if not 1 <= num_inference_steps <= train:
+            raise ValueError(f"num_inference_steps: {num_inference_steps} is out of range: allowed 1 to {train}")
+        last_timestep = train - self._clipped_index()
+        if cfg["timestep_spacing"] == "linspace":
+            timesteps = np.linspace(0, last_timestep - 1, num_inference_steps + 1).round()[::-1][:-1].astype(np.int64)
+        elif cfg["timestep_spacing"] == "leading":
+            step_ratio = last_timestep // (num_inference_steps + 1)
+            timesteps = (np.arange(num_inference_steps + 1) * step_ratio)[::-1][:-1].astype(np.int64)
+            timesteps += cfg["steps_offset"]
+        else:  # trailing
+            timesteps = np.arange(last_timestep, 0, -train / num_inference_steps).round().astype(np.int64) - 1
+        train_sigmas = np.sqrt((_F32(1) - self.alphas_cumprod) / self.alphas_cumprod)
+        sigma_last = powf((_F32(1) - self.alphas_cumprod[0]) / self.alphas_cumprod[0], 0.5)
+        sigmas = np.interp(timesteps, np.arange(train), train_sigmas)
+        self.sigmas = np.concatenate([sigmas, [sigma_last]]).astype(_F32)
+        self.timesteps = timesteps.astype(np.int64)
+        self.num_inference_steps = len(timesteps)
+        self.model_outputs = [None] * cfg["solver_order"]
+        self.lower_order_nums = 0
+        self._step_index = None
+
+    def _clipped_index(self) -> int:
+        """How many of the noisiest training steps lambda_min_clipped cuts off (0 when it is -inf)."""
+        clip = _F32(self.config["lambda_min_clipped"])
+        if np.isinf(clip):
+            return 0
+        alpha_t, sigma_t = np.sqrt(self.alphas_cumprod), np.sqrt(_F32(1) - self.alphas_cumprod)
+        lambdas = (logf(alpha_t) - logf(sigma_t))[::-1]
+        return int(np.searchsorted(lambdas, clip, side="left"))
+
+    def scale_model_input(self, sample: np.ndarray, timestep=None) -> np.ndarray:
+        return sample
+
+    def _alpha_sigma_lambda(self, index: int):
+        """alpha_t, sigma_t and lambda = log(alpha_t / sigma_t) at a sigma, with paddle's scalar rounding: the
+        third-order update divides (e^-h - 1 + h) by h^2, where one ulp of h shows."""
+        sigma = self.sigmas[index]
+        alpha_t = _F32(1) / powf(powf(sigma, 2) + _F32(1), 0.5)
+        sigma_t = sigma * alpha_t
+        log_alpha, log_sigma = logf(np.array([alpha_t, sigma_t], dtype=_F32))
+        return alpha_t, sigma_t, log_alpha - log_sigma
+
+    def _init_step_index(self, timestep) -> None:
+        candidates = np.flatnonzero(self.timesteps == timestep)
+        if len(candidates) == 0:
+            self._step_index = len(self.timesteps) - 1
+        else:
+            self._step_index = int(candidates[1] if len(candidates) > 1 else candidates[0])
+
+    def _convert_model_output(self, model_output, sample):
+        """x0 for the "++" algorithm, epsilon for the plain one, from whatever the model predicts."""
+        alpha_t, sigma_t, _ = self._alpha_sigma_lambda(self._step_index)
+        prediction = self.config["prediction_type"]
+        if self.config["algorithm_type"] == "dpmsolver++":
+            if prediction == "epsilon":
+                return (sample - sigma_t * model_output) / alpha_t
+            if prediction == "sample":
+                return model_output
+            return alpha_t * sample - sigma_t * model_output
+        if prediction == "epsilon":
+            return model_output
+        if prediction == "sample":
+            return (sample - alpha_t * model_output) / sigma_t
+        return alpha_t * model_output + sigma_t * sample
+
+    def step(self, model_output: np.ndarray, timestep, sample: np.ndarray) -> np.ndarray:
+        if self.num_inference_steps is None:
+            raise ValueError("set_timesteps must be called before step")
+        cfg = self.config
+        if self._step_index is None:
+            self._init_step_index(timestep)
+        last = len(self.timesteps) - 1
+        few_steps = cfg["lower_order_final"] and len(self.timesteps) < 15
+        lower_order_final = self._step_index == last and (cfg["euler_at_final"] or few_steps)
+        lower_order_second = self._step_index == last - 1 and few_steps
+        model_output = self._convert_model_output(model_output, sample)
+        self.model_outputs = self.model_outputs[1:] + [model_output]
+        if cfg["solver_order"] == 1 or self.lower_order_nums < 1 or lower_order_final:
+            prev = self._first_order(model_output, sample)
+        elif cfg["solver_order"] == 2 or self.lower_order_nums < 2 or lower_order_second:
+            prev = self._second_order(sample)
+        else:
+            prev = self._third_order(sample)
+        self.lower_order_nums = min(self.lower_order_nums + 1, cfg["solver_order"])
+        self._step_index += 1
+        return prev.astype(_F32)
+
+    def _first_order(self, model_output, sample):
+        i = self._step_index
+        alpha_t, sigma_t, lambda_t = self._alpha_sigma_lambda(i + 1)
+        alpha_s, sigma_s, lambda_s = self._alpha_sigma_lambda(i)
+        h = lambda_t - lambda_s
+        if self.config["algorithm_type"] == "dpmsolver++":
+            return (sigma_t / sigma_s) * sample - (alpha_t * (expf(-h) - _F32(1))) * model_output
+        return (alpha_t / alpha_s) * sample - (sigma_t * (expf(h) - _F32(1))) * model_output
+
+    def _second_order(self, sample):
+        i = self._step_index
+        alpha_t, sigma_t, lambda_t = self._alpha_sigma_lambda(i + 1)
+        alpha_s0, sigma_s0, lambda_s0 = self._alpha_sigma_lambda(i)
+        _, _, lambda_s1 = self._alpha_sigma_lambda(i - 1)
+        m0, m1 = self.model_outputs[-1], self.model_outputs[-2]
+        h, h_0 = lambda_t - lambda_s0, lambda_s0 - lambda_s1
+        r0 = h_0 / h
+        d0, d1 = m0, (_F32(1) / r0) * (m0 - m1)
+        if self.config["algorithm_type"] == "dpmsolver++":
+            phi = alpha_t * (expf(-h) - _F32(1))
+            if self.config["solver_type"] == "midpoint":
+                return (sigma_t / sigma_s0) * sample - phi * d0 - _F32(0.5) * phi * d1
+            return (sigma_t / sigma_s0) * sample - phi * d0 + (alpha_t * ((expf(-h) - _F32(1)) / h + _F32(1))) * d1
+        phi = sigma_t * (expf(h) - _F32(1))
+        if self.config["solver_type"] == "midpoint":
+            return (alpha_t / alpha_s0) * sample - phi * d0 - _F32(0.5) * phi * d1
+        return (alpha_t / alpha_s0) * sample - phi * d0 - (sigma_t * ((expf(h) - _F32(1)) / h - _F32(1))) * d1
+
+    def _third_order(self, sample):
+        i = self._step_index
+        alpha_t, sigma_t, lambda_t = self._alpha_sigma_lambda(i + 1)
+        alpha_s0, sigma_s0, lambda_s0 = self._alpha_sigma_lambda(i)
+        _, _, lambda_s1 = self._alpha_sigma_lambda(i - 1)
+        _, _, lambda_s2 = self._alpha_sigma_lambda(i - 2)
+        m0, m1, m2 = self.model_outputs[-1], self.model_outputs[-2], self.model_outputs[-3]
+        h, h_0, h_1 = lambda_t - lambda_s0, lambda_s0 - lambda_s1, lambda_s1 - lambda_s2
+        r0, r1 = h_0 / h, h_1 / h
+        d1_0, d1_1 = (_F32(1) / r0) * (m0 - m1), (_F32(1) / r1) * (m1 - m2)
+        d1 = d1_0 + (r0 / (r0 + r1)) * (d1_0 - d1_1)
+        d2 = (_F32(1) / (r0 + r1)) * (d1_0 - d1_1)
+        if self.config["algorithm_type"] == "dpmsolver++":
+            e = expf(-h) - _F32(1)
+            return ((sigma_t / sigma_s0) * sample - (alpha_t * e) * m0 + (alpha_t * (e / h + _F32(1))) * d1
+                    - (alpha_t * ((e + h) / (h * h) - _F32(0.5))) * d2)
+        e = expf(h) - _F32(1)
+        return ((alpha_t / alpha_s0) * sample - (sigma_t * e) * m0 - (sigma_t * (e / h - _F32(1))) * d1
+                - (sigma_t * ((e - h) / (h * h) - _F32(0.5))) * d2)
+
+
 _SCHEDULERS = {cls.__name__: cls for cls in (DDIMScheduler, PNDMScheduler, LMSDiscreteScheduler,
-                                               EulerDiscreteScheduler)}
+                                               EulerDiscreteScheduler, DPMSolverMultistepScheduler)}
 SUPPORTED_SCHEDULERS = tuple(_SCHEDULERS)
 
 

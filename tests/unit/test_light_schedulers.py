@@ -19,10 +19,13 @@ from musicgen.audioldm.schedulers import (
 
 STEPS = [1, 2, 10, 20, 50]
 TOLERANCE = 1e-6
-# rescale_betas_zero_snr takes a square root of the whole schedule; paddle's CPU sqrt kernel is Eigen's fast
-# one (rsqrt estimate + one Newton step, about half its results 1 ulp off and CPU-dependent), which the port
-# cannot reproduce bit for bit: 50 steps then drift to ~1.3e-6.
-ZSNR_TOLERANCE = 5e-6
+# Two cases where paddle rounds a whole-schedule vector op in a way numpy cannot reproduce bit for bit, and a
+# full loop over random model outputs then drifts past 1e-6 (each step alone stays within 2e-7):
+# - rescale_betas_zero_snr takes paddle.sqrt of the schedule: Eigen's fast sqrt (rsqrt estimate + one Newton
+#   step, CPU-dependent), half its results 1 ulp off; 50 steps drift to ~1.3e-6;
+# - DPM-Solver's sigmas come from `tensor ** 0.5` (Eigen's vector pow: 37 of 1000 training sigmas 1 ulp off a
+#   correctly rounded sqrt); its third-order update divides by h^2 and amplifies that to ~2.6e-6 in 20-50 steps.
+LOOSE_TOLERANCE = 5e-6
 SHAPE = (2, 8, 16, 16)
 
 AUDIOLDM_DDIM = {"_class_name": "DDIMScheduler", **AUDIOLDM_S["scheduler"]}
@@ -57,6 +60,18 @@ OTHER_CASES = {
                        "beta_end": 0.012, "timestep_spacing": "leading", "steps_offset": 1},
     "lms-trailing-v": {"_class_name": "LMSDiscreteScheduler", "timestep_spacing": "trailing",
                        "prediction_type": "v_prediction"},
+    "dpm-audioldm": {"_class_name": "DPMSolverMultistepScheduler", **OTHER_BASE},
+    "dpm3-heun-leading": {"_class_name": "DPMSolverMultistepScheduler", "solver_order": 3, "solver_type": "heun",
+                          "timestep_spacing": "leading", "steps_offset": 1, "beta_schedule": "scaled_linear",
+                          "beta_start": 0.00085, "beta_end": 0.012},
+    "dpm3-plain-v-trailing": {"_class_name": "DPMSolverMultistepScheduler", "solver_order": 3,
+                              "algorithm_type": "dpmsolver", "prediction_type": "v_prediction",
+                              "timestep_spacing": "trailing", "lower_order_final": False},
+    "dpm-plain-heun-sample": {"_class_name": "DPMSolverMultistepScheduler", "algorithm_type": "dpmsolver",
+                              "solver_type": "heun", "prediction_type": "sample", "euler_at_final": True},
+    "dpm-cosine-clipped-deis": {"_class_name": "DPMSolverMultistepScheduler", "beta_schedule": "squaredcos_cap_v2",
+                                "lambda_min_clipped": -5.1, "algorithm_type": "deis", "solver_type": "bh2"},
+    "dpm1": {"_class_name": "DPMSolverMultistepScheduler", "solver_order": 1},
     "euler-audioldm": {"_class_name": "EulerDiscreteScheduler", **OTHER_BASE},
     "euler-sd-leading": {"_class_name": "EulerDiscreteScheduler", "beta_schedule": "scaled_linear",
                          "beta_start": 0.00085, "beta_end": 0.012, "timestep_spacing": "leading", "steps_offset": 1},
@@ -86,7 +101,8 @@ def assert_close(ours, ref, what, tolerance=TOLERANCE):
 
 
 def run_side_by_side(config, steps, seed=0):
-    tolerance = ZSNR_TOLERANCE if config.get("rescale_betas_zero_snr") else TOLERANCE
+    third_order_dpm = config["_class_name"] == "DPMSolverMultistepScheduler" and config.get("solver_order") == 3
+    tolerance = LOOSE_TOLERANCE if config.get("rescale_betas_zero_snr") or third_order_dpm else TOLERANCE
     ours, ref = load_scheduler(config), reference(config)
     ours.set_timesteps(steps)
     ref.set_timesteps(steps)
