@@ -1,8 +1,10 @@
 """Seeded Gaussian noise equal, bit for bit, to what ppdiffusers' AudioLDM pipeline draws on CPU — in numpy.
 
 The pipeline draws its initial latents with `randn_tensor(shape, generator=paddle.Generator().manual_seed(seed),
-dtype=paddle.float32)`, which on CPU is one call of paddle's gaussian kernel. That kernel (paddle 3.2.2,
-`phi/kernels/funcs/norm_distribution.h`, `phi/core/generator.cc`) fills the tensor in order from libstdc++:
+dtype=paddle.float32)`. ppdiffusers replaces `paddle.Generator` by its RNG-state tracker: on CPU, `manual_seed`
+is `paddle.seed(seed)` on paddle's global CPU generator, and the draw one call of paddle's gaussian kernel
+(paddle 3.2.2, `phi/kernels/funcs/norm_distribution.h`, `phi/core/generator.cc`), which fills the tensor in
+order from libstdc++:
 
 1. the engine: `std::mt19937_64` seeded through `std::seed_seq{seed}` — seed_seq keeps 32-bit words, so only
    `seed mod 2**32` matters;
@@ -14,10 +16,9 @@ dtype=paddle.float32)`, which on CPU is one call of paddle's gaussian kernel. Th
    draws; an odd count drops the last cached value.
 
 Everything is float32 arithmetic numpy reproduces exactly, except logf: glibc's logf is not correctly rounded
-(about 0.7% of the r2 values differ by one ulp from the rounded true log). So the log is taken in float64 and
-rounded, and where that rounding is ambiguous — the float64 log lies within `_LOGF_AMBIGUOUS` of a float32
-rounding midpoint, glibc's own error (measured over every float in [2**-30, 1): at most 2.4e-9) could tip it —
-the value is asked of the C library's logf itself, as paddle does. That is about one value in eight.
+(about 0.7% of the r2 values would differ by one ulp from the rounded true log), so `libm.logf` rounds the
+float64 log where that is safe and asks the C library, as paddle does, for the ~15% of values where it is not.
+Measured: bit-exact to paddle over 6.7 million values (31 seeds, 9 shapes); 1x8x128x16 in ~3-5 ms.
 """
 from __future__ import annotations
 

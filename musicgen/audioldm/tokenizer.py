@@ -20,7 +20,8 @@ from typing import Dict, List, Optional, Tuple
 import regex
 
 VOCAB_FILE, MERGES_FILE = "vocab.json", "merges.txt"
-CONFIG_FILE, SPECIAL_TOKENS_FILE, ADDED_TOKENS_FILE = "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json"
+CONFIG_FILE, SPECIAL_TOKENS_FILE = "tokenizer_config.json", "special_tokens_map.json"
+ADDED_TOKENS_FILE = "added_tokens.json"
 
 _PRETOKENIZE = regex.compile(r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""")
 
@@ -59,8 +60,10 @@ class RobertaBPETokenizer:
         config = _read_json(folder / CONFIG_FILE)
         if (folder / ADDED_TOKENS_FILE).exists():
             raise TokenizerConfigError(f"{folder}: added tokens ({ADDED_TOKENS_FILE}) are not supported")
-        if config.get("do_lower_case") or config.get("add_prefix_space", False) not in (True, False):
-            raise TokenizerConfigError(f"{folder}: do_lower_case / add_prefix_space={config.get('add_prefix_space')!r} not supported")
+        if config.get("do_lower_case"):
+            raise TokenizerConfigError(f"{folder}: do_lower_case is not supported (RoBERTa is cased)")
+        if config.get("add_prefix_space", False) not in (True, False):
+            raise TokenizerConfigError(f"{folder}: add_prefix_space={config['add_prefix_space']!r} is not a boolean")
         if not isinstance(config.get("model_max_length"), int):
             raise TokenizerConfigError(f"{folder}/{CONFIG_FILE} must give an integer model_max_length")
         self.model_max_length: int = config["model_max_length"]

@@ -27,7 +27,8 @@ def paddle_noise(shape, seed):
 def assert_bit_equal(ours, ref):
     assert ours.shape == ref.shape and ours.dtype == ref.dtype == np.float32
     differing = np.flatnonzero(ours.view(np.uint32) != ref.view(np.uint32))
-    assert differing.size == 0, f"{differing.size} values differ, first at {differing[:5]}: {ours.flat[differing[:5]]} vs {ref.flat[differing[:5]]}"
+    first = differing[:5]
+    assert differing.size == 0, f"{differing.size} values differ, first at {first}: {ours.flat[first]} vs {ref.flat[first]}"
 
 
 @pytest.mark.parametrize("seed", SEEDS)

@@ -19,12 +19,12 @@ from musicgen.audioldm.schedulers import (
 
 STEPS = [1, 2, 10, 20, 50]
 TOLERANCE = 1e-6
-# Two cases where paddle rounds a whole-schedule vector op in a way numpy cannot reproduce bit for bit, and a
-# full loop over random model outputs then drifts past 1e-6 (each step alone stays within 2e-7):
+# Two cases where paddle rounds a whole-schedule vector op in a way numpy cannot reproduce bit for bit:
 # - rescale_betas_zero_snr takes paddle.sqrt of the schedule: Eigen's fast sqrt (rsqrt estimate + one Newton
-#   step, CPU-dependent), half its results 1 ulp off; 50 steps drift to ~1.3e-6;
+#   step, CPU-dependent), about half its results 1 ulp off; a 50-step loop drifts to ~1.3e-6;
 # - DPM-Solver's sigmas come from `tensor ** 0.5` (Eigen's vector pow: 37 of 1000 training sigmas 1 ulp off a
-#   correctly rounded sqrt); its third-order update divides by h^2 and amplifies that to ~2.6e-6 in 20-50 steps.
+#   correctly rounded sqrt); the third-order update's (e^-h - 1 + h) / h^2 magnifies that ulp when h is small:
+#   up to 2.6e-6 in a single step at 50 steps (1e-6 holds for orders 1 and 2).
 LOOSE_TOLERANCE = 5e-6
 SHAPE = (2, 8, 16, 16)
 
