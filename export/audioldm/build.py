@@ -6,6 +6,8 @@ import shutil
 from pathlib import Path
 
 from musicgen.audioldm.config import SCHEDULER_DIR, TOKENIZER_DIR, AudioLDMConfig
+from musicgen.audioldm.schedulers import load_scheduler
+from musicgen.audioldm.tokenizer import RobertaBPETokenizer
 from musicgen_client import interface as api
 
 from ..serving import Serving, export_components, write_stage
@@ -23,6 +25,10 @@ def check_weights_folder(weights: Path) -> None:
         raise FileNotFoundError(
             f"{weights} is not an AudioLDM save_pretrained folder (missing {', '.join(missing)})"
         )
+    # The server tokenizes and steps with framework-free ports: refuse, before any export, a scheduler, a
+    # scheduler option or a tokenizer folder they do not reproduce.
+    load_scheduler(weights / SCHEDULER_DIR)
+    RobertaBPETokenizer(weights / TOKENIZER_DIR)
 
 
 def write_text2music_assets(weights: Path, repository: Path, serving: Serving) -> None:

@@ -10,20 +10,9 @@ import json
 import logging
 from pathlib import Path
 
+from musicgen.audioldm.tokenizer import bytes_to_unicode
+
 logger = logging.getLogger(__name__)
-
-# The byte-level alphabet GPT-2/RoBERTa BPE uses: printable bytes map to themselves, the rest are shifted.
-def _bytes_to_unicode() -> dict:
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    chars = printable[:]
-    shift = 0
-    for b in range(256):
-        if b not in printable:
-            printable.append(b)
-            chars.append(256 + shift)
-            shift += 1
-    return {b: chr(c) for b, c in zip(printable, chars)}
-
 
 # A few frequent pairs of the demo vocabulary, so the tokenizer exercises real merges.
 _MERGES = ["Ġ a", "i n", "Ġ m", "Ġ p", "o n", "e r", "Ġ t", "h e", "Ġt he", "a n", "Ġ s", "o r", "Ġ c", "a l"]
@@ -34,7 +23,7 @@ def write_byte_bpe_tokenizer(out_dir: Path, model_max_length: int) -> None:
     """Write vocab.json + merges.txt + tokenizer_config.json for a RoBERTa-style byte-level BPE."""
     out_dir.mkdir(parents=True, exist_ok=True)
     vocab = {tok: i for i, tok in enumerate(SPECIAL_TOKENS)}
-    for ch in _bytes_to_unicode().values():
+    for ch in bytes_to_unicode().values():
         vocab.setdefault(ch, len(vocab))
     for merge in _MERGES:
         vocab.setdefault(merge.replace(" ", ""), len(vocab))
