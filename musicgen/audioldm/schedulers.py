@@ -590,7 +590,7 @@ SUPPORTED_SCHEDULERS = tuple(_SCHEDULERS)
 
 def scheduler_class_name(source: Union[str, Path, Mapping]) -> str:
     """The `_class_name` of a scheduler folder or config, checked against the ported schedulers."""
-    config = _read_config(source)
+    config = read_scheduler_config(source)
     name = config.get("_class_name")
     if name not in _SCHEDULERS:
         raise SchedulerConfigError(
@@ -601,11 +601,12 @@ def scheduler_class_name(source: Union[str, Path, Mapping]) -> str:
 
 def load_scheduler(source: Union[str, Path, Mapping]):
     """A fresh scheduler from an exported `scheduler/` folder (or its config as a dict)."""
-    config = _read_config(source)
+    config = read_scheduler_config(source)
     return _SCHEDULERS[scheduler_class_name(config)](config)
 
 
-def _read_config(source: Union[str, Path, Mapping]) -> Mapping:
+def read_scheduler_config(source: Union[str, Path, Mapping]) -> Mapping:
+    """The config of a `scheduler/` folder (or of its JSON file; a dict is returned as it is)."""
     if isinstance(source, Mapping):
         return source
     path = Path(source)

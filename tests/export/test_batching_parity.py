@@ -63,3 +63,25 @@ def test_unpadded_prompt_embeddings_equal_the_padded_ones(recipe):
         padded_ids[0, :len(ids)], mask[0, :len(ids)] = ids, 1
         padded = engine.run_stage(api.AUDIOLDM_TEXT_ENCODER, {"input_ids": padded_ids, "attention_mask": mask})[0]
         assert rel(unpadded[(text, limit)], padded) <= TOLERANCE, text
+
+
+def test_the_pipeline_runs_without_paddle(model_repository):
+    """A whole request over the ONNX graphs in a fresh process: paddle, ppdiffusers and paddlenlp never load."""
+    import json
+    import subprocess
+    import sys
+
+    probe = f"""
+import json, sys
+from musicgen.audioldm.pipeline import AudioLDMRecipe
+from musicgen.protocol import AudioOptions
+from musicgen.runtime import RuntimeOptions, local_stage_runner
+names = {[c.name for c in api.AUDIOLDM_COMPONENTS]!r}
+repo = {str(model_repository)!r}
+recipe = AudioLDMRecipe(repo + "/text2music/1", local_stage_runner(repo, names, RuntimeOptions()))
+audio = recipe("a calm piano melody", AudioOptions(num_inference_steps=2, audio_length_in_s=0.5, seed=1))
+print(json.dumps({{"modules": sorted({{m.split('.')[0] for m in sys.modules}}), "samples": int(audio.size)}}))
+"""
+    out = json.loads(subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True).stdout)
+    assert out["samples"] == 8000
+    assert not {"paddle", "ppdiffusers", "paddlenlp"} & set(out["modules"])

@@ -1,9 +1,12 @@
-"""The framework-free AudioLDM modules load neither paddle nor ppdiffusers nor paddlenlp."""
+"""The framework-free AudioLDM modules, and everything text2music imports to serve, load neither paddle nor
+ppdiffusers nor paddlenlp."""
 import json
 import subprocess
 import sys
 
-LIGHT_MODULES = ["musicgen.audioldm.noise", "musicgen.audioldm.schedulers", "musicgen.audioldm.tokenizer"]
+LIGHT_MODULES = ["musicgen.audioldm.noise", "musicgen.audioldm.schedulers", "musicgen.audioldm.tokenizer",
+                 "musicgen.audioldm.engine", "musicgen.audioldm.pipeline", "musicgen.protocol", "musicgen.params",
+                 "musicgen.runtime"]
 HEAVY = {"paddle", "ppdiffusers", "paddlenlp"}
 
 PROBE = f"""
