@@ -16,7 +16,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 
-from musicgen.server import TritonServer, free_ports
+from musicgen.serving import TritonServer, free_ports
 
 TOY_CONFIG = """\
 name: "double"

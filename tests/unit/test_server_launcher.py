@@ -1,4 +1,4 @@
-"""musicgen.server without a working model: bad repositories, dying and hanging servers."""
+"""musicgen.serving.launcher without a working model: bad repositories, dying and hanging servers."""
 from __future__ import annotations
 
 import importlib.util
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-import musicgen.server as launcher
-from musicgen.server import (
+import musicgen.serving.launcher as launcher
+from musicgen.serving.launcher import (
     PROJECT_ROOT,
     MissingRepositoryError,
     TritonServer,
@@ -56,9 +56,10 @@ def test_main_exits_2_and_says_how_to_build_a_missing_repository(tmp_path, capsy
     assert str(repo) in err and "make export" in err
 
 
-def test_module_entry_point_exit_code(tmp_path):
+@pytest.mark.parametrize("module", ["musicgen.serving", "musicgen.server"])  # the old name still works
+def test_module_entry_point_exit_code(tmp_path, module):
     result = subprocess.run(
-        [sys.executable, "-m", "musicgen.server", "--repository", str(tmp_path / "nope")],
+        [sys.executable, "-m", module, "--repository", str(tmp_path / "nope")],
         cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=30,
     )
     assert result.returncode == 2
