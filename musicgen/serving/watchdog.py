@@ -53,6 +53,7 @@ class Repair:
 
     fault: Fault
     ok: bool
+    started: float  # on the watchdog's clock
     seconds: float
     error: str = ""
 
@@ -66,7 +67,7 @@ class _Backoff:
 class Watchdog:
     """Finds broken models of one server and reloads them; see the module docstring.
 
-    ``control`` needs ``index()``, ``load(model)`` and ``unload(model)`` (a TritonControl).
+    ``control`` needs ``index()``, ``load(model, timeout_s)`` and ``unload(model)`` (a TritonControl).
     ``list_stubs()`` returns the server's stub processes; ``state_of(pid)`` a process's state letter
     or None once it is gone; ``kill(pid)`` ends a stuck stub.
     """
@@ -79,6 +80,7 @@ class Watchdog:
         kill: Callable[[int], None] = lambda pid: os.kill(pid, signal.SIGKILL),
         clock: Callable[[], float] = time.monotonic,
         stuck_after_s: float = 5.0,
+        load_timeout_s: float = 600.0,
         retry_after_s: float = 2.0,
         max_retry_after_s: float = 60.0,
         remove_shm: Callable[[str], bool] = remove_shm_region,
@@ -89,6 +91,7 @@ class Watchdog:
         self.kill = kill
         self.clock = clock
         self.stuck_after_s = stuck_after_s
+        self.load_timeout_s = load_timeout_s
         self.retry_after_s = retry_after_s
         self.max_retry_after_s = max_retry_after_s
         self.remove_shm = remove_shm
@@ -159,16 +162,18 @@ class Watchdog:
         try:
             if fault.cause != "not loaded":
                 self.control.unload(fault.model)
-            self.control.load(fault.model)
+            # A model's load runs its initialize(): seconds for a graph, longer for a stage that imports
+            # paddle; the call returns once the model is ready.
+            self.control.load(fault.model, timeout_s=self.load_timeout_s)
         except ControlError as exc:
-            repair = Repair(fault, False, self.clock() - started, str(exc))
+            repair = Repair(fault, False, started, self.clock() - started, str(exc))
             backoff = self._backoff.setdefault(fault.model, _Backoff(self.retry_after_s / 2))
             backoff.delay_s = min(backoff.delay_s * 2, self.max_retry_after_s)
             backoff.next_at = self.clock() + backoff.delay_s
             log.error("reloading %s failed after %.2f s (next try in %.0f s): %s",
                       fault.model, repair.seconds, backoff.delay_s, exc)
         else:
-            repair = Repair(fault, True, self.clock() - started)
+            repair = Repair(fault, True, started, self.clock() - started)
             self._backoff.pop(fault.model, None)
             log.warning("model %s reloaded in %.2f s", fault.model, repair.seconds)
             self._learn_stubs()  # now, so that a new stub dying before the next poll is not missed

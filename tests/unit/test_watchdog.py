@@ -35,7 +35,7 @@ class FakeServer:
         self.calls.append(f"unload {model}")
         self.states[model] = ModelState(model, UNLOADING)
 
-    def load(self, model):
+    def load(self, model, timeout_s=None):
         self.calls.append(f"load {model}")
         if self.fail_loads:
             self.fail_loads -= 1
