@@ -221,8 +221,8 @@ class TritonServer:
     ``musicgen.serving.watchdog``); ``self.watchdog`` is that Watchdog, with its record of repairs.
     """
 
-    #: Triton's own grace period at shutdown, for open HTTP connections, then in-flight requests, then
-    #: unloading, all in one budget; stop() waits a bit longer before it kills.
+    #: Default of ``exit_timeout_s``: Triton's own grace period at shutdown, one budget for open HTTP
+    #: connections, then in-flight requests, then unloading; stop() waits a bit longer before it kills.
     EXIT_TIMEOUT_S = 10
     #: How often the watchdog looks at the stubs and the repository index.
     WATCHDOG_INTERVAL_S = 0.25
@@ -239,6 +239,7 @@ class TritonServer:
         backend_dir: Optional[PathLike] = None,
         host: str = "127.0.0.1",
         watchdog: bool = True,
+        exit_timeout_s: int = EXIT_TIMEOUT_S,
     ):
         self.model_repository = Path(model_repository).resolve()
         self.http_port = http_port
@@ -246,6 +247,7 @@ class TritonServer:
         self.metrics_port = metrics_port
         self.host = host
         self.extra_args = list(extra_args)
+        self.exit_timeout_s = exit_timeout_s
         self.tritonserver = tritonserver or os.environ.get("TRITONSERVER")
         self.backend_dir = Path(backend_dir) if backend_dir else None
         if log_file is None:
@@ -331,7 +333,7 @@ class TritonServer:
             "--allow-gpu-metrics=false",
             "--pinned-memory-pool-byte-size=0",
             "--disable-auto-complete-config",
-            f"--exit-timeout-secs={self.EXIT_TIMEOUT_S}",
+            f"--exit-timeout-secs={self.exit_timeout_s}",
             # Explicit control, every model loaded at start: the same models as the default mode, and
             # the watchdog may unload and load one. No load order is needed (none calls another in
             # initialize()).
@@ -418,14 +420,14 @@ class TritonServer:
                 )
             time.sleep(0.1)
 
-    def stop(self, timeout_s: float = EXIT_TIMEOUT_S + 5) -> Optional[int]:
+    def stop(self, timeout_s: Optional[float] = None) -> Optional[int]:
         """Shut the server down gracefully; idempotent. Returns the exit code, None if never started.
 
         SIGTERM goes to tritonserver alone (not to its stubs, which it stops itself after the drain):
         it closes its listening sockets at once (new connections are refused), lets open HTTP
         connections and in-flight requests finish within its ``--exit-timeout-secs``, unloads the
-        models and exits 0 — or 1 when that budget ran out. After ``timeout_s`` it is killed, and
-        whatever is left of its process group (stubs) always is.
+        models and exits 0 — or 1 when that budget ran out. After ``timeout_s`` (default: that
+        budget + 5 s) it is killed, and whatever is left of its process group (stubs) always is.
         """
         if self.process is None:
             return None
@@ -435,6 +437,7 @@ class TritonServer:
         if self.process.poll() is None:
             log.info("stopping tritonserver (pid %d): draining requests in flight", self.process.pid)
             self.process.send_signal(signal.SIGTERM)
+            timeout_s = self.exit_timeout_s + 5 if timeout_s is None else timeout_s
             try:
                 self.process.wait(timeout_s)
             except subprocess.TimeoutExpired:
@@ -494,6 +497,8 @@ def _parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
                         help=f"Triton backend directory (default with the wheel: {DEFAULT_BACKEND_DIR})")
     parser.add_argument("--timeout", type=float, default=120.0,
                         help="seconds to wait for readiness (default: %(default)s)")
+    parser.add_argument("--exit-timeout", type=int, default=TritonServer.EXIT_TIMEOUT_S,
+                        help="seconds a stop gives requests in flight (default: %(default)s)")
     parser.add_argument("--no-watchdog", dest="watchdog", action="store_false",
                         help="do not reload models whose Python backend stub died")
     parser.add_argument("extra_args", nargs="*", metavar="TRITON_FLAG",
@@ -525,6 +530,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         backend_dir=args.backend_dir,
         host=args.host,
         watchdog=args.watchdog,
+        exit_timeout_s=args.exit_timeout,
     )
     signals: List[int] = []
 

@@ -153,3 +153,31 @@ def test_wheel_backend_dir_holds_the_stub_for_this_python(tmp_path, monkeypatch)
     assert env["PATH"].split(":")[0] == str(Path(sys.executable).parent)
     # Building it again is a no-op.
     assert TritonServer(tmp_path, backend_dir=tmp_path / "backends").command()[0] == argv
+
+
+def test_default_command_binds_loopback_and_controls_models_explicitly(tmp_path):
+    argv, _ = TritonServer(tmp_path, tritonserver=fake_tritonserver(tmp_path, "exit 0")).command()
+    for endpoint in ("http", "grpc", "metrics"):
+        assert f"--{endpoint}-address=127.0.0.1" in argv
+    assert "--model-control-mode=explicit" in argv and "--load-model=*" in argv
+    assert f"--exit-timeout-secs={TritonServer.EXIT_TIMEOUT_S}" in argv
+
+
+@pytest.mark.parametrize("host, loopback", [
+    ("127.0.0.1", True), ("127.0.0.2", True), ("::1", True), ("localhost", True),
+    ("0.0.0.0", False), ("::", False), ("10.1.2.3", False), ("example.org", False), ("", False),
+])
+def test_is_loopback(host, loopback):
+    assert launcher.is_loopback(host) is loopback
+
+
+@pytest.mark.parametrize("host, warned", [("127.0.0.1", False), ("0.0.0.0", True)])
+def test_binding_beyond_loopback_is_warned(tmp_path, caplog, host, warned):
+    script = fake_tritonserver(tmp_path, "exec sleep 30")
+    server = TritonServer(toy_repository(tmp_path), *free_ports(3), log_file=tmp_path / "server.log",
+                          tritonserver=script, host=host)
+    with caplog.at_level("WARNING", logger="musicgen.serving.launcher"):
+        server.start()
+        server.stop(timeout_s=5)
+    assert ("reachable from other machines" in caplog.text) is warned
+    assert f"--http-address={host}" in server.command()[0]
