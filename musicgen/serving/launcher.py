@@ -56,6 +56,10 @@ LOG_TAIL_LINES = 40
 # glog error lines ("E1126 05:13:27.88 ...") and fatal messages: on a failed start they can sit
 # above a long options table that pushes them out of the tail.
 _ERROR_LINE = re.compile(r"^(E\d{4} |error:|\[libprotobuf ERROR)")
+# What tritonserver 2.51 logs at a stop: the first once SIGTERM arrived, the second once no inference is in
+# flight any more (then it unloads the models, within what is left of its exit timeout).
+_STOP_BEGUN = "Waiting for in-flight requests to complete"
+_REQUESTS_DRAINED = "All models are stopped, unloading models"
 
 PathLike = Union[str, os.PathLike]
 
@@ -208,6 +212,12 @@ def _read_tail(path: Path, lines: int = LOG_TAIL_LINES, errors_only: bool = Fals
             return "".join(deque(selected, maxlen=lines))
     except OSError as exc:
         return f"(log {path} unreadable: {exc})"
+
+
+def requests_drained(log_text: str) -> bool:
+    """Whether the last stop in a tritonserver log got past its in-flight requests (all answered)."""
+    begun = log_text.rfind(_STOP_BEGUN)
+    return begun >= 0 and log_text.find(_REQUESTS_DRAINED, begun) >= 0
 
 
 class TritonServer:
@@ -444,6 +454,21 @@ class TritonServer:
                 log.warning("tritonserver still running %.0f s after SIGTERM; killing it", timeout_s)
         return self.kill()
 
+    def stopped_cleanly(self) -> bool:
+        """After stop(): whether every request in flight was answered.
+
+        Exit code 0 says so. So does exit code 1 after the watchdog replaced a dead stub's model, when
+        the log shows the requests drained: the version the dead stub served never finishes unloading
+        (Triton cannot release it), so the server waits out its exit timeout for it and exits 1.
+        """
+        if self.process is None or self.process.returncode is None:
+            return False
+        if self.process.returncode == 0:
+            return True
+        replaced_a_dead_stub = self.watchdog is not None and any(
+            repair.fault.cause != "not loaded" for repair in self.watchdog.repairs)
+        return replaced_a_dead_stub and requests_drained(_read_tail(self.log_path, lines=200))
+
     def kill(self) -> Optional[int]:
         """Stop at once: SIGKILL to the whole process group (server and stubs); idempotent."""
         if self.process is None:
@@ -566,7 +591,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except _StopRequested as exc:
         log.info("%s: stopping, requests in flight may finish (a second signal stops at once)", exc)
         code = server.stop()
-        if code == 0:
+        if len(signals) == 1 and server.stopped_cleanly():
+            if code != 0:
+                log.warning("tritonserver exited %s after its exit timeout: the model versions of dead stubs "
+                            "never unload; every request in flight was answered", code)
             log.info("stopped cleanly")
             return 0
         if len(signals) == 1:

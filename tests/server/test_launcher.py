@@ -26,6 +26,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 
 from musicgen.serving import PROJECT_ROOT, TritonServer, free_ports
+from musicgen.serving.stubs import stub_processes
 
 TOY_CONFIG = """\
 name: "double"
@@ -300,3 +301,26 @@ def test_drain_is_bounded_by_the_exit_timeout(launcher):
     assert took < 2 + 5
     assert live_group_members(command.server_pid) == []
     assert "exited with code 1 while stopping" in command.output()
+
+
+def test_stop_after_the_watchdog_replaced_a_dead_stub_is_clean(launcher):
+    command = launcher(exit_timeout_s=3)
+    results = {}
+    thread = command.sleep(2, results, "on the dead stub")
+    time.sleep(0.5)
+    [stub] = [s for s in stub_processes(command.server_pid) if s.model == "sleep"]
+    os.kill(stub.pid, signal.SIGKILL)
+    thread.join(30)
+    assert results["on the dead stub"][0] == 500 and "is not healthy" in results["on the dead stub"][1]
+    deadline = time.monotonic() + 30
+    while not [s for s in stub_processes(command.server_pid) if s.model == "sleep" and not s.dead]:
+        assert time.monotonic() < deadline, "the sleep model was not reloaded"
+        time.sleep(0.1)
+    thread = command.sleep(0.1, results, "after the repair")
+    thread.join(30)
+    assert results["after the repair"][0] == 200, results
+    command.process.send_signal(signal.SIGTERM)
+    # tritonserver itself exits 1, waiting out its exit timeout for the dead stub's version.
+    assert command.process.wait(30) == 0, command.output()
+    output = command.output()
+    assert "never unload" in output and "stopped cleanly" in output

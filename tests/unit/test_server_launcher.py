@@ -181,3 +181,24 @@ def test_binding_beyond_loopback_is_warned(tmp_path, caplog, host, warned):
         server.stop(timeout_s=5)
     assert ("reachable from other machines" in caplog.text) is warned
     assert f"--http-address={host}" in server.command()[0]
+
+
+# As tritonserver 2.51 logs a stop (abridged): requests drained, then a model version that never unloads.
+STOP_LOG = """\
+I1130 20:00:22.509402 11472 server.cc:305] "Waiting for in-flight requests to complete."
+I1130 20:00:22.509430 11472 server.cc:321] "Timeout 10: Found 1 model versions that have in-flight inferences"
+I1130 20:00:23.509430 11472 server.cc:321] "Timeout 9: Found 0 model versions that have in-flight inferences"
+I1130 20:00:23.509558 11472 server.cc:336] "All models are stopped, unloading models"
+I1130 20:00:23.509567 11472 server.cc:345] "Timeout 9: Found 3 live models and 0 in-flight non-inference requests"
+I1130 20:00:32.521118 11472 server.cc:345] "Timeout 0: Found 1 live models and 0 in-flight non-inference requests"
+E1130 20:00:32.521172 11472 main.cc:535] "failed to stop server: Internal - Exit timeout expired. Exiting immediately."
+"""
+
+
+def test_requests_drained_reads_the_last_stop_of_the_log():
+    assert launcher.requests_drained(STOP_LOG)
+    cut = STOP_LOG.split("All models")[0]  # the exit timeout ran out with requests in flight
+    assert not launcher.requests_drained(cut)
+    assert not launcher.requests_drained("")
+    # An earlier stop's lines do not count for a later one.
+    assert not launcher.requests_drained(STOP_LOG + cut)
