@@ -56,6 +56,28 @@ def _stat_fields(stat_text: str) -> List[str]:
     return stat_text.rsplit(")", 1)[1].split()
 
 
+def child_pids(pid: int, proc: Path = Path("/proc")) -> List[int]:
+    """The children of ``pid``: from /proc/<pid>/task/*/children (a few small reads; each of the server's
+    threads lists the processes it forked), or by scanning every process where the kernel lacks that file."""
+    children_files = list(proc.glob(f"{pid}/task/*/children"))
+    if children_files:
+        pids = []
+        for path in children_files:
+            try:
+                pids.extend(int(child) for child in path.read_text().split())
+            except OSError:
+                continue  # the thread ended while we looked
+        return pids
+    pids = []
+    for stat in proc.glob("[0-9]*/stat"):
+        try:
+            if int(_stat_fields(stat.read_text())[1]) == pid:
+                pids.append(int(stat.parent.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    return pids
+
+
 def stub_processes(server_pid: int, proc: Path = Path("/proc")) -> List[StubProcess]:
     """The stub processes whose parent is ``server_pid``.
 
@@ -63,15 +85,13 @@ def stub_processes(server_pid: int, proc: Path = Path("/proc")) -> List[StubProc
     while it is alive and follows it by pid (``process_state``).
     """
     stubs = []
-    for stat in proc.glob("[0-9]*/stat"):
+    for pid in child_pids(server_pid, proc):
         try:
-            fields = _stat_fields(stat.read_text())
-            if int(fields[1]) != server_pid:
-                continue
-            argv = [part.decode(errors="replace") for part in (stat.parent / "cmdline").read_bytes().split(b"\0")]
-        except (OSError, IndexError, ValueError):
+            state = _stat_fields((proc / str(pid) / "stat").read_text())[0]
+            argv = [part.decode(errors="replace") for part in (proc / str(pid) / "cmdline").read_bytes().split(b"\0")]
+        except (OSError, IndexError):
             continue  # exited while we looked
-        stub = parse_stub_argv(int(stat.parent.name), fields[0], [part for part in argv if part])
+        stub = parse_stub_argv(pid, state, [part for part in argv if part])
         if stub is not None:
             stubs.append(stub)
     return stubs

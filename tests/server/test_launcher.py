@@ -324,3 +324,22 @@ def test_stop_after_the_watchdog_replaced_a_dead_stub_is_clean(launcher):
     assert command.process.wait(30) == 0, command.output()
     output = command.output()
     assert "never unload" in output and "stopped cleanly" in output
+
+
+def test_frozen_stub_is_killed_and_its_model_reloaded(toy_repository: Path, tmp_path: Path):
+    with TritonServer(toy_repository, *free_ports(3), log_file=tmp_path / "server.log") as server:
+        [stub] = [s for s in stub_processes(server.process.pid) if s.model == "double"]
+        os.kill(stub.pid, signal.SIGSTOP)
+        deadline = time.monotonic() + server.watchdog.stuck_after_s + 30
+        while not server.watchdog.repairs:
+            assert time.monotonic() < deadline, "the frozen stub was never noticed"
+            time.sleep(0.1)
+        [repair] = server.watchdog.repairs
+        assert repair.ok and repair.fault.model == "double" and repair.fault.cause == "stub stuck", repair
+        client = httpclient.InferenceServerClient(server.http_url)
+        try:
+            tensor = httpclient.InferInput("INPUT0", list(VALUES.shape), "FP32")
+            tensor.set_data_from_numpy(VALUES)
+            np.testing.assert_array_equal(client.infer("double", [tensor]).as_numpy("OUTPUT0"), VALUES * 2)
+        finally:
+            client.close()

@@ -210,12 +210,19 @@ def fake_proc(root: Path, pid: int, ppid: int, state: str, argv: List[str], comm
     (root / str(pid) / "cmdline").write_bytes(b"\0".join(a.encode() for a in argv) + (b"\0" if argv else b""))
 
 
-def test_stub_processes_lists_the_stubs_of_one_server(tmp_path):
+@pytest.mark.parametrize("children_files", [True, False], ids=["task children", "full scan"])
+def test_stub_processes_lists_the_stubs_of_one_server(tmp_path, children_files):
     fake_proc(tmp_path, 101, 100, "S", stub_argv("audioldm_unet", "audioldm_unet_0_0", "shm_a"))
     fake_proc(tmp_path, 102, 100, "R", stub_argv("text2music", "text2music_0_0", "shm_b"))
     fake_proc(tmp_path, 103, 100, "Z", [])  # a zombie stub: its command line reads empty
     fake_proc(tmp_path, 104, 999, "S", stub_argv("other", "other_0_0"))  # another server's stub
     fake_proc(tmp_path, 105, 100, "S", ["/bin/sh", "-c", "x y"], comm="sh (weird) name")
+    fake_proc(tmp_path, 100, 1, "S", ["tritonserver"], comm="tritonserver")
+    if children_files:  # two of the server's threads forked children
+        (tmp_path / "100" / "task" / "100").mkdir(parents=True)
+        (tmp_path / "100" / "task" / "100" / "children").write_text("101 103 ")
+        (tmp_path / "100" / "task" / "117").mkdir(parents=True)
+        (tmp_path / "100" / "task" / "117" / "children").write_text("102 105 ")
     stubs = sorted(stub_processes(100, tmp_path), key=lambda s: s.pid)
     assert [(s.pid, s.model, s.instance, s.state, s.shm_region) for s in stubs] == [
         (101, "audioldm_unet", "audioldm_unet_0_0", "S", "shm_a"),
