@@ -384,6 +384,7 @@ class TritonServer:
     def _start_watchdog(self) -> None:
         pid = self.process.pid
         self.watchdog = Watchdog(TritonControl(self.http_url), lambda: stub_processes(pid))
+        self.watchdog.learn_stubs()  # before returning ready: a stub that dies from now on is seen dying
         self._watchdog_stop.clear()
         self._watchdog_thread = threading.Thread(
             target=self.watchdog.run, args=(self._watchdog_stop, self.WATCHDOG_INTERVAL_S),

@@ -12,7 +12,9 @@ reloaded, which brings fresh stubs. So, each poll (``check``):
    retried with a doubling backoff so a model that cannot load does not spin the loop.
 
 Repairing a model (``heal``) = unload, then load. Triton's ``/v2/health/ready`` answers 400 while any
-model is UNLOADING or LOADING, so readiness is false during the repair without anything else to run.
+model is UNLOADING or LOADING, and while one is UNAVAILABLE because its load failed (not after a plain
+unload): so readiness is false from the repair's start until the model serves again, with nothing else
+to run (measured on tritonserver 2.51; it is still true in the ≤ one poll before the death is seen).
 The load does not wait for the unload: a version whose dead stub had received a request never finishes
 unloading (its requests are never released), and Triton loads a fresh version beside the stuck one.
 
@@ -101,7 +103,8 @@ class Watchdog:
         self._backoff: Dict[str, _Backoff] = {}
 
     # ---- finding faults ------------------------------------------------------------------------
-    def _learn_stubs(self) -> None:
+    def learn_stubs(self) -> None:
+        """Start following the server's live stubs (a stub is only known dead if it was seen alive)."""
         for stub in self.list_stubs():
             if not stub.dead:
                 self._stubs.setdefault(stub.pid, stub)
@@ -139,7 +142,7 @@ class Watchdog:
     def check(self) -> List[Fault]:
         """One look at the server: the models that need repair now (repairs nothing)."""
         index = self.control.index()
-        self._learn_stubs()
+        self.learn_stubs()
         ready = {name for name, model in index.items() if model.state == READY}
         faults = self._stub_faults(ready)
         for name, fault in self._load_faults(index).items():
@@ -176,7 +179,7 @@ class Watchdog:
             repair = Repair(fault, True, started, self.clock() - started)
             self._backoff.pop(fault.model, None)
             log.warning("model %s reloaded in %.2f s", fault.model, repair.seconds)
-            self._learn_stubs()  # now, so that a new stub dying before the next poll is not missed
+            self.learn_stubs()  # now, so that a new stub dying before the next poll is not missed
         for stub in old_stubs:
             if self.state_of(stub.pid) in (None, "Z", "X"):
                 self.remove_shm(stub.shm_region)  # the server leaves a dead stub's region behind

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -237,8 +238,8 @@ def children(pid: int) -> list:
 def launcher(toy_repository: Path, tmp_path: Path):
     started = []
 
-    def start(exit_timeout_s: int = 10) -> LauncherCommand:
-        started.append(LauncherCommand(toy_repository, tmp_path, exit_timeout_s))
+    def start(exit_timeout_s: int = 10, repository: Path = toy_repository) -> LauncherCommand:
+        started.append(LauncherCommand(repository, tmp_path, exit_timeout_s))
         return started[-1]
 
     yield start
@@ -343,3 +344,42 @@ def test_frozen_stub_is_killed_and_its_model_reloaded(toy_repository: Path, tmp_
             np.testing.assert_array_equal(client.infer("double", [tensor]).as_numpy("OUTPUT0"), VALUES * 2)
         finally:
             client.close()
+
+
+def test_model_that_fails_to_reload_is_not_ready_until_it_loads(launcher, toy_repository: Path, tmp_path: Path):
+    repository = tmp_path / "repository"
+    shutil.copytree(toy_repository, repository)
+    command = launcher(repository=repository)
+    model_file = repository / "sleep" / "1" / "model.py"
+    model_file.write_text("raise RuntimeError('broken on purpose')\n")
+    [stub] = [s for s in stub_processes(command.server_pid) if s.model == "sleep"]
+    os.kill(stub.pid, signal.SIGKILL)
+
+    def wait_until(predicate, what: str, timeout_s: float = 60):
+        deadline = time.monotonic() + timeout_s
+        while not predicate():
+            if time.monotonic() > deadline:
+                command.process.kill()
+                command.process.wait()
+                pytest.fail(f"never {what}; launcher output:\n{command.output()}")
+            time.sleep(0.1)
+
+    def sleep_model_state():
+        status, body = http_status(command.base + "/v2/repository/index", {})
+        return {m["name"]: m for m in json.loads(body)}["sleep"] if status == 200 else {}
+
+    wait_until(lambda: sleep_model_state().get("state") == "UNAVAILABLE", "UNAVAILABLE after the failed reload")
+    assert "broken on purpose" in sleep_model_state()["reason"]  # Triton's reason, also in the launcher's log
+    # A model that failed to load keeps the server not ready (one that was merely unloaded would not).
+    for _ in range(5):
+        assert http_status(command.base + "/v2/health/ready")[0] == 400
+        time.sleep(0.2)
+    model_file.write_text(SLEEP_MODEL)  # mended: the watchdog's next try (2, 4, 8 ... s) loads it
+    wait_until(lambda: http_status(command.base + "/v2/health/ready")[0] == 200, "ready again")
+    results = {}
+    command.sleep(0.1, results, "mended").join(30)
+    assert results["mended"][0] == 200, results
+    command.process.send_signal(signal.SIGTERM)
+    assert command.process.wait(30) == 0
+    output = command.output()
+    assert "reloading sleep failed" in output and "model sleep reloaded" in output

@@ -237,3 +237,4 @@ def test_remove_shm_region_only_takes_a_plain_name(tmp_path):
     assert not remove_shm_region("triton_python_backend_shm_region_x", tmp_path)
     with pytest.raises(ValueError):
         remove_shm_region("../etc/passwd", tmp_path)
+
