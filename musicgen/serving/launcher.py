@@ -393,10 +393,11 @@ class TritonServer:
         self._watchdog_thread.start()
 
     def _stop_watchdog(self) -> None:
-        # First of all at shutdown: stubs exiting then are not deaths to repair.
+        # First of all at shutdown: stubs exiting then are not deaths to repair. A repair under way
+        # (a load can take minutes) is not waited for: it fails against the stopping server.
         self._watchdog_stop.set()
         if self._watchdog_thread is not None:
-            self._watchdog_thread.join()
+            self._watchdog_thread.join(timeout=1.0)
             self._watchdog_thread = None
 
     def wait_until_ready(self, timeout_s: float = 60.0) -> None:

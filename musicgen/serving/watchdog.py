@@ -160,7 +160,7 @@ class Watchdog:
     def heal(self, fault: Fault) -> Repair:
         """Unload and load ``fault.model``; logs and records the outcome, never raises ControlError."""
         started = self.clock()
-        log.warning("model %s is broken: reloading it", fault)
+        log.warning("%s: reloading the model", fault)
         old_stubs = self._forget_stubs(fault.model)
         try:
             if fault.cause != "not loaded":
@@ -197,3 +197,5 @@ class Watchdog:
                 self.poll()
             except ControlError as exc:
                 log.debug("watchdog: server did not answer: %s", exc)
+            except Exception:  # noqa: BLE001 - a watchdog that dies silently would be worse than any error
+                log.exception("watchdog: unexpected error; carrying on")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -238,3 +239,24 @@ def test_remove_shm_region_only_takes_a_plain_name(tmp_path):
     with pytest.raises(ValueError):
         remove_shm_region("../etc/passwd", tmp_path)
 
+
+
+def test_run_carries_on_after_an_unexpected_error(caplog):
+    class Flaky:
+        calls = 0
+
+        def index(self):
+            Flaky.calls += 1
+            if Flaky.calls == 1:
+                raise PermissionError("/dev/shm: not yours")
+            return {}
+
+    stop = threading.Event()
+    thread = threading.Thread(target=Watchdog(Flaky(), list).run, args=(stop, 0.01))
+    thread.start()
+    deadline = time.monotonic() + 5
+    while Flaky.calls < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    stop.set()
+    thread.join(2)
+    assert Flaky.calls >= 3 and "unexpected error" in caplog.text
