@@ -299,7 +299,7 @@ def test_drain_is_bounded_by_the_exit_timeout(launcher):
     took = time.monotonic() - sent_at
     thread.join(10)
     assert results["too long"][0] is None
-    assert took < 2 + 5
+    assert took < 2 + 5 + 3  # the exit timeout, then stop()'s own 5 s before it kills, and some slack
     assert live_group_members(command.server_pid) == []
     assert "exited with code 1 while stopping" in command.output()
 
