@@ -1,4 +1,4 @@
-"""musicgen.server without a working model: bad repositories, dying and hanging servers."""
+"""musicgen.serving.launcher without a working model: bad repositories, dying and hanging servers."""
 from __future__ import annotations
 
 import importlib.util
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-import musicgen.server as launcher
-from musicgen.server import (
+import musicgen.serving.launcher as launcher
+from musicgen.serving.launcher import (
     PROJECT_ROOT,
     MissingRepositoryError,
     TritonServer,
@@ -56,9 +56,10 @@ def test_main_exits_2_and_says_how_to_build_a_missing_repository(tmp_path, capsy
     assert str(repo) in err and "make export" in err
 
 
-def test_module_entry_point_exit_code(tmp_path):
+@pytest.mark.parametrize("module", ["musicgen.serving", "musicgen.server"])  # the old name still works
+def test_module_entry_point_exit_code(tmp_path, module):
     result = subprocess.run(
-        [sys.executable, "-m", "musicgen.server", "--repository", str(tmp_path / "nope")],
+        [sys.executable, "-m", module, "--repository", str(tmp_path / "nope")],
         cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=30,
     )
     assert result.returncode == 2
@@ -152,3 +153,52 @@ def test_wheel_backend_dir_holds_the_stub_for_this_python(tmp_path, monkeypatch)
     assert env["PATH"].split(":")[0] == str(Path(sys.executable).parent)
     # Building it again is a no-op.
     assert TritonServer(tmp_path, backend_dir=tmp_path / "backends").command()[0] == argv
+
+
+def test_default_command_binds_loopback_and_controls_models_explicitly(tmp_path):
+    argv, _ = TritonServer(tmp_path, tritonserver=fake_tritonserver(tmp_path, "exit 0")).command()
+    for endpoint in ("http", "grpc", "metrics"):
+        assert f"--{endpoint}-address=127.0.0.1" in argv
+    assert "--model-control-mode=explicit" in argv and "--load-model=*" in argv
+    assert f"--exit-timeout-secs={TritonServer.EXIT_TIMEOUT_S}" in argv
+
+
+@pytest.mark.parametrize("host, loopback", [
+    ("127.0.0.1", True), ("127.0.0.2", True), ("::1", True), ("localhost", True),
+    ("0.0.0.0", False), ("::", False), ("10.1.2.3", False), ("example.org", False), ("", False),
+])
+def test_is_loopback(host, loopback):
+    assert launcher.is_loopback(host) is loopback
+
+
+@pytest.mark.parametrize("host, warned", [("127.0.0.1", False), ("0.0.0.0", True)])
+def test_binding_beyond_loopback_is_warned(tmp_path, caplog, host, warned):
+    script = fake_tritonserver(tmp_path, "exec sleep 30")
+    server = TritonServer(toy_repository(tmp_path), *free_ports(3), log_file=tmp_path / "server.log",
+                          tritonserver=script, host=host)
+    with caplog.at_level("WARNING", logger="musicgen.serving.launcher"):
+        server.start()
+        server.stop(timeout_s=5)
+    assert ("reachable from other machines" in caplog.text) is warned
+    assert f"--http-address={host}" in server.command()[0]
+
+
+# As tritonserver 2.51 logs a stop (abridged): requests drained, then a model version that never unloads.
+STOP_LOG = """\
+I1130 20:00:22.509402 11472 server.cc:305] "Waiting for in-flight requests to complete."
+I1130 20:00:22.509430 11472 server.cc:321] "Timeout 10: Found 1 model versions that have in-flight inferences"
+I1130 20:00:23.509430 11472 server.cc:321] "Timeout 9: Found 0 model versions that have in-flight inferences"
+I1130 20:00:23.509558 11472 server.cc:336] "All models are stopped, unloading models"
+I1130 20:00:23.509567 11472 server.cc:345] "Timeout 9: Found 3 live models and 0 in-flight non-inference requests"
+I1130 20:00:32.521118 11472 server.cc:345] "Timeout 0: Found 1 live models and 0 in-flight non-inference requests"
+E1130 20:00:32.521172 11472 main.cc:535] "failed to stop server: Internal - Exit timeout expired. Exiting immediately."
+"""
+
+
+def test_requests_drained_reads_the_last_stop_of_the_log():
+    assert launcher.requests_drained(STOP_LOG)
+    cut = STOP_LOG.split("All models")[0]  # the exit timeout ran out with requests in flight
+    assert not launcher.requests_drained(cut)
+    assert not launcher.requests_drained("")
+    # An earlier stop's lines do not count for a later one.
+    assert not launcher.requests_drained(STOP_LOG + cut)
