@@ -42,6 +42,10 @@ class UnavailableError(RuntimeError):
     """The server cannot take this request now (busy, shutting down): 503 / UNAVAILABLE, worth a retry."""
 
 
+class StageUnavailableError(StageError, UnavailableError):
+    """A downstream model is busy, or down while the watchdog reloads it: 503, naming the stage."""
+
+
 def status_of(exc: BaseException) -> str:
     """The one mapping from our errors to a status: 'invalid_argument', 'cancelled', 'unavailable' or
     'internal'."""

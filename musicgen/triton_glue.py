@@ -15,7 +15,7 @@ import triton_python_backend_utils as pb_utils
 from musicgen_client import interface as api
 
 from .audioldm.engine import EngineObserver
-from .protocol import StageError, status_of
+from .protocol import StageError, StageUnavailableError, status_of
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +94,10 @@ def respond_from_pool(requests, pool: Executor, handle: Callable[[object], Dict[
     respond_later(requests, submit)
 
 
+# What Triton answers for a model whose stub died or that is being reloaded (by the launcher's watchdog).
+_DOWN = ("is not healthy", "is not ready", "unavailable", "no version is available")
+
+
 def bls_call(model: str, inputs: Dict[str, np.ndarray], output_names: Sequence[str]) -> Dict[str, np.ndarray]:
     """Run another served model from inside this one; its error becomes a StageError naming it."""
     request = pb_utils.InferenceRequest(
@@ -103,7 +107,10 @@ def bls_call(model: str, inputs: Dict[str, np.ndarray], output_names: Sequence[s
     )
     response = request.exec()
     if response.has_error():
-        raise StageError(model, response.error().message())
+        error = response.error()
+        if error.code() == pb_utils.TritonError.UNAVAILABLE or any(m in error.message() for m in _DOWN):
+            raise StageUnavailableError(model, error.message())
+        raise StageError(model, error.message())
     return {name: pb_utils.get_output_tensor_by_name(response, name).as_numpy() for name in output_names}
 
 
