@@ -7,11 +7,11 @@ Every config is a `musicgen.repository.ModelEntry` filled into the one template;
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Dict
 
-from musicgen.params import COMPONENT_PARAMETERS
+from musicgen.params import COMPONENT_PARAMETERS, TEXTGEN_PARAMETERS
 from musicgen.repository import ModelEntry, write_model
 from musicgen_client import interface as api
 
@@ -29,8 +29,14 @@ class Serving:
 
     def component_entry(self, spec: api.ComponentSpec) -> ModelEntry:
         return ModelEntry(spec.name, "component", spec.inputs, spec.outputs, COMPONENT_PARAMETERS,
-                          {"backend": self.backend, "device": self.device},
-                          instance_kind="KIND_GPU" if self.device == "gpu" else "KIND_CPU")
+                          self.runtime_parameters(), instance_kind=self.instance_kind)
+
+    def runtime_parameters(self) -> dict:
+        return {"backend": self.backend, "device": self.device}
+
+    @property
+    def instance_kind(self) -> str:
+        return "KIND_GPU" if self.device == "gpu" else "KIND_CPU"
 
 
 def export_components(family: str, components: Dict[str, Component], weights: Path, repository: Path,
@@ -50,10 +56,16 @@ STAGES = {
     api.IMAGE2MUSIC: ModelEntry(api.IMAGE2MUSIC, api.IMAGE2MUSIC, api.IMAGE2MUSIC_INPUTS, api.IMAGE2MUSIC_OUTPUTS),
 }
 IMAGE2MUSIC_CALLS = (api.TEXT2MUSIC, api.CAPTION, api.CHATGLM)
+# The text-generation stages run their graphs in process (musicgen.llm.step_session), with the graph models' runtime.
+TEXTGEN_STAGES = (api.CAPTION, api.CHATGLM)
 
 
-def write_stage(repository: Path, name: str) -> Path:
-    folder = write_model(repository, STAGES[name])
+def write_stage(repository: Path, name: str, serving: Serving = Serving()) -> Path:
+    entry = STAGES[name]
+    if name in TEXTGEN_STAGES:
+        entry = replace(entry, schema=TEXTGEN_PARAMETERS, parameters=serving.runtime_parameters(),
+                        instance_kind=serving.instance_kind)
+    folder = write_model(repository, entry)
     logger.info("%s model written to %s", name, folder)
     return folder
 

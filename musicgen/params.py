@@ -65,3 +65,14 @@ def read_parameters(model_config: Dict[str, Any], schema: Sequence[Param]) -> Di
         entry = raw.get(name)
         values[name] = param.default if entry is None else param.parse(entry["string_value"])
     return values
+
+# The text-generation stages (caption, chatglm): where their graphs run, then the component models' runtime
+# choices for when they run here.
+IN_PROCESS = "in_process"
+SERVED = "served"
+TEXTGEN_PARAMETERS = (
+    Param("graphs", str, IN_PROCESS, "in_process: the stage loads its graphs and decodes in its own process, the "
+          "KV cache kept by the runtime between steps; served: it calls the served graph models over BLS (the "
+          "cache travels both ways every step; backend, device, threads and use_onednn must stay default)",
+          (IN_PROCESS, SERVED)),
+) + COMPONENT_PARAMETERS
