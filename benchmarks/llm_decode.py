@@ -79,32 +79,41 @@ def speeds(run: Callable[[int], object], new_tokens: int, repeats: int) -> Dict[
 
 
 # ---- the ways a stage runs ------------------------------------------------------------------------------
-def recipe_runs(repository: Path, graphs) -> Dict[str, Callable[[int], object]]:
-    caption = CaptionRecipe(repository / api.CAPTION / "1", graphs, graphs.step(api.MINIGPT4_LLM_STEP))
-    chat = ChatGLMRecipe(repository / api.CHATGLM / "1", graphs, graphs.step(api.CHATGLM_LLM_STEP))
-    image, prompt = test_image(), flow.music_prompt_request(CAPTION_TEXT)
-
+def recipe_runs(repository: Path, graphs, llms: List[str]) -> Dict[str, Callable[[int], object]]:
     def budget(recipe, n):
         return recipe.config.generation.updated(max_new_tokens=n, stop_token_ids=())
 
-    return {api.CAPTION: lambda n: caption(image, budget(caption, n)),
-            api.CHATGLM: lambda n: chat(prompt, budget(chat, n))}
+    runs = {}
+    if api.CAPTION in llms:
+        caption = CaptionRecipe(repository / api.CAPTION / "1", graphs, graphs.step(api.MINIGPT4_LLM_STEP))
+        image = test_image()
+        runs[api.CAPTION] = lambda n: caption(image, budget(caption, n))
+    if api.CHATGLM in llms:
+        chat = ChatGLMRecipe(repository / api.CHATGLM / "1", graphs, graphs.step(api.CHATGLM_LLM_STEP))
+        prompt = flow.music_prompt_request(CAPTION_TEXT)
+        runs[api.CHATGLM] = lambda n: chat(prompt, budget(chat, n))
+    return runs
 
 
-def eager_runs(weights: Path) -> Dict[str, Callable[[int], object]]:
+def eager_runs(build: Path, preset: str, llms: List[str]) -> Dict[str, Callable[[int], object]]:
+    """paddlenlp's generate on the weights the graphs were exported from (`<build>/weights/<family>-<preset>`)."""
+    runs = {}
+    if api.CAPTION in llms:
+        runs[api.CAPTION] = eager_caption(build / "weights" / f"minigpt4-{preset}")
+    if api.CHATGLM in llms:
+        runs[api.CHATGLM] = eager_chat(build / "weights" / f"chatglm-{preset}")
+    return runs
+
+
+def eager_caption(weights: Path) -> Callable[[int], object]:
     from PIL import Image
-    from paddlenlp.transformers import (
-        ChatGLMForCausalLM, ChatGLMTokenizer, MiniGPT4ForConditionalGeneration, MiniGPT4Processor,
-    )
+    from paddlenlp.transformers import MiniGPT4ForConditionalGeneration, MiniGPT4Processor
     from musicgen.llm import prompts
 
     minigpt4 = MiniGPT4ForConditionalGeneration.from_pretrained(
-        str(weights / "minigpt4"), vit_dtype="float32", qformer_dtype="float32", llama_dtype="float32")
+        str(weights), vit_dtype="float32", qformer_dtype="float32", llama_dtype="float32")
     minigpt4.eval()
-    processor = MiniGPT4Processor.from_pretrained(str(weights / "minigpt4"))
-    chatglm = ChatGLMForCausalLM.from_pretrained(str(weights / "chatglm"), dtype="float32")
-    chatglm.eval()
-    tokenizer = ChatGLMTokenizer.from_pretrained(str(weights / "chatglm"))
+    processor = MiniGPT4Processor.from_pretrained(str(weights))
     image = Image.open(io.BytesIO(test_image())).convert("RGB")
     never = [[minigpt4.config.text_config.vocab_size]]  # an id no model emits: no early stop
 
@@ -114,6 +123,16 @@ def eager_runs(weights: Path) -> Dict[str, Callable[[int], object]]:
                                  repetition_penalty=1.0, length_penalty=0.0, temperature=1.0,
                                  decode_strategy="greedy_search")
 
+    return caption
+
+
+def eager_chat(weights: Path) -> Callable[[int], object]:
+    from paddlenlp.transformers import ChatGLMForCausalLM, ChatGLMTokenizer
+
+    chatglm = ChatGLMForCausalLM.from_pretrained(str(weights), dtype="float32")
+    chatglm.eval()
+    tokenizer = ChatGLMTokenizer.from_pretrained(str(weights))
+
     def chat(n):  # as the ChatGLM Taskflow, tokenization included
         inputs = tokenizer([flow.music_prompt_request(CAPTION_TEXT)], return_tensors="pd", padding=True,
                            max_length=2048, truncation=True, truncation_side="left")
@@ -121,10 +140,10 @@ def eager_runs(weights: Path) -> Dict[str, Callable[[int], object]]:
                                 max_length=n, bos_token_id=tokenizer.bos_token_id, eos_token_id=chatglm.config.vocab_size,
                                 pad_token_id=tokenizer.pad_token_id, use_cache=True)
 
-    return {api.CAPTION: caption, api.CHATGLM: chat}
+    return chat
 
 
-def served_runs(url: str) -> Dict[str, Callable[[int], object]]:
+def served_runs(url: str, llms: List[str]) -> Dict[str, Callable[[int], object]]:
     import tritonclient.http as httpclient
 
     client = httpclient.InferenceServerClient(url)
@@ -137,8 +156,9 @@ def served_runs(url: str) -> Dict[str, Callable[[int], object]]:
             return client.infer(model, inputs)
         return run
 
-    return {api.CAPTION: infer(api.CAPTION, api.IMAGE, test_image()),
+    runs = {api.CAPTION: infer(api.CAPTION, api.IMAGE, test_image()),
             api.CHATGLM: infer(api.CHATGLM, api.PROMPT, flow.music_prompt_request(CAPTION_TEXT).encode())}
+    return {llm: runs[llm] for llm in llms}
 
 
 def benchmark_repository(source: Path, graphs_mode: str, backend: str, out: Path) -> Path:
@@ -224,7 +244,8 @@ def report(args, rows: List[dict], context_rows: List[dict]) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--build", type=Path, default=Path("build/llm-test"))
-    parser.add_argument("--preset", default="tiny")
+    parser.add_argument("--preset", default="tiny", help="names the weights folders under <build>/weights")
+    parser.add_argument("--llms", nargs="+", default=list(LLMS), choices=list(LLMS))
     parser.add_argument("--backends", nargs="+", default=["onnxruntime", "paddle"], choices=["onnxruntime", "paddle"])
     parser.add_argument("--ways", nargs="+", default=["eager", "in_process", "numpy", "served"],
                         choices=["eager", "in_process", "numpy", "served"])
@@ -247,11 +268,8 @@ def main(argv=None) -> int:
             logger.info("%s", json.dumps(rows[-1]))
 
     if "eager" in args.ways:
-        weights = Path(tempfile.mkdtemp())
-        for family in ("minigpt4", "chatglm"):
-            (weights / family).symlink_to((args.build / "weights" / f"{family}-{args.preset}").resolve())
-        record("eager", eager_runs(weights))
-    names = LLMS[api.CAPTION] + LLMS[api.CHATGLM]
+        record("eager", eager_runs(args.build, args.preset, args.llms))
+    names = [name for llm in args.llms for name in LLMS[llm]]
     for backend in args.backends:
         options = RuntimeOptions(backend=backend, threads=args.threads)
         ways = {"in_process": lambda: InProcessGraphs(repository, names, options),
@@ -260,8 +278,8 @@ def main(argv=None) -> int:
             if way not in args.ways:
                 continue
             graphs = make()
-            record(f"{way}/{backend}", recipe_runs(repository, graphs))
-            for llm in LLMS:
+            record(f"{way}/{backend}", recipe_runs(repository, graphs, args.llms))
+            for llm in args.llms:
                 cases = [(c, 1) for c in args.contexts] + [(args.contexts[0], b) for b in args.batches if b != 1]
                 for context, batch in cases:
                     ms = per_token_ms(repository, graphs, llm, context, args.steps, batch)
@@ -278,7 +296,7 @@ def main(argv=None) -> int:
                 try:
                     server.wait_until_ready(180)
                     record(f"served/graphs={mode}" + (f" ({args.backends[0]})" if mode == "in_process" else ""),
-                           served_runs(server.http_url))
+                           served_runs(server.http_url, args.llms))
                 finally:
                     server.stop()
     text = report(args, rows, context_rows)

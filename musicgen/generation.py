@@ -195,7 +195,9 @@ def generate(step: StepFn, feeds: FeedsBuilder, config: GenerationConfig,
 
     def check(done: int) -> None:
         if keep_going is not None and not keep_going():
-            raise CancelledError(f"cancelled after {done} of at most {config.max_new_tokens} new tokens")
+            message = f"cancelled after {done} of at most {config.max_new_tokens} new tokens"
+            logger.warning("generation %s", message)  # the client is gone: the server log is the only witness
+            raise CancelledError(message)
 
     rng = np.random.default_rng(config.seed)
     stops = np.array(config.stop_token_ids, dtype=np.int64)
