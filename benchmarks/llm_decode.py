@@ -161,9 +161,9 @@ def served_runs(url: str, llms: List[str]) -> Dict[str, Callable[[int], object]]
     return {llm: runs[llm] for llm in llms}
 
 
-def benchmark_repository(source: Path, graphs_mode: str, backend: str, out: Path) -> Path:
-    """A copy of `source` whose stages never stop early and reach their graphs as `graphs_mode` says (graph
-    folders are linked, not copied)."""
+def benchmark_repository(source: Path, graphs_mode: str, backend: str, threads: int, out: Path) -> Path:
+    """A copy of `source` whose stages never stop early and reach their graphs as `graphs_mode` says, in process
+    with `backend` and `threads` (graph folders are linked, not copied)."""
     for folder in source.iterdir():
         if not (folder / "config.pbtxt").exists():
             continue
@@ -178,9 +178,11 @@ def benchmark_repository(source: Path, graphs_mode: str, backend: str, out: Path
         config = out / folder.name / "config.pbtxt"
         text = config.read_text().replace('key: "graphs" value: { string_value: "in_process" }',
                                           f'key: "graphs" value: {{ string_value: "{graphs_mode}" }}')
-        if graphs_mode == "in_process":  # served: the graph models' own backend decides
+        if graphs_mode == "in_process":  # served: the graph models' own configs decide
             text = text.replace('key: "backend" value: { string_value: "onnxruntime" }',
                                 f'key: "backend" value: {{ string_value: "{backend}" }}')
+            text = text.replace('key: "threads" value: { string_value: "0" }',
+                                f'key: "threads" value: {{ string_value: "{threads}" }}')
         config.write_text(text)
     return out
 
@@ -221,7 +223,8 @@ def report(args, rows: List[dict], context_rows: List[dict]) -> str:
         "# LLM stages: prefill and decode, every way they run",
         "",
         f"Command: `python benchmarks/{Path(__file__).name} {shlex.join(sys.argv[1:])}`",
-        f"{args.new_tokens} new tokens, no stop token; best of {args.repeats}. Shared, noisy 2-core machine.",
+        f"{args.new_tokens} new tokens, no stop token; best of {args.repeats}; in-process threads {args.threads or 'default'}. "
+        "Shared, noisy 2-core machine.",
         "",
         "| stage | way | prefill ms (1-token request) | decode tokens/s | request s |",
         "|---|---|---|---|---|",
@@ -255,7 +258,8 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=16, help="decode steps timed per context")
     parser.add_argument("--batches", nargs="*", type=int, default=[1, 4],
                         help="batch sizes of the decode step, at the first context (would token-level batching pay?)")
-    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=0,
+                        help="intra-op threads of the in-process graphs (served in_process stages too); 0: the runtime's")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -280,7 +284,9 @@ def main(argv=None) -> int:
             graphs = make()
             record(f"{way}/{backend}", recipe_runs(repository, graphs, args.llms))
             for llm in args.llms:
-                cases = [(c, 1) for c in args.contexts] + [(args.contexts[0], b) for b in args.batches if b != 1]
+                cases = [(c, 1) for c in args.contexts]
+                if args.contexts:
+                    cases += [(args.contexts[0], b) for b in args.batches if b != 1]
                 for context, batch in cases:
                     ms = per_token_ms(repository, graphs, llm, context, args.steps, batch)
                     context_rows.append({"llm": llm, "way": f"{way}/{backend}", "context": context, "batch": batch, **ms})
@@ -290,12 +296,12 @@ def main(argv=None) -> int:
 
         for mode in ("in_process", "served"):
             with tempfile.TemporaryDirectory() as tmp:
-                served_repo = benchmark_repository(repository, mode, args.backends[0], Path(tmp))
+                served_repo = benchmark_repository(repository, mode, args.backends[0], args.threads, Path(tmp))
                 server = TritonServer(served_repo, *free_ports(3), log_file=Path(tmp) / "tritonserver.log")
                 server.start()
                 try:
                     server.wait_until_ready(180)
-                    record(f"served/graphs={mode}" + (f" ({args.backends[0]})" if mode == "in_process" else ""),
+                    record(f"served/graphs={mode}" + (f"/{args.backends[0]}" if mode == "in_process" else ""),
                            served_runs(server.http_url, args.llms))
                 finally:
                     server.stop()

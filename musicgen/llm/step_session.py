@@ -11,8 +11,8 @@ numpy). Here the decoding loop and the graph share a process and the cache never
   paddle Tensors; the present cache goes back in as the next step's past without a numpy round trip.
 
 A step then moves one token's tensors across the runtime boundary, not the cache. The graph itself still
-concatenates past and new positions (one copy of the cache per step inside the runtime, as eager paddlenlp
-does); export/LLM.md says why and what it costs.
+slices, concatenates and re-stacks the cache (copies inside the runtime that grow with the context);
+export/LLM.md measures them and describes the graph change that removes them.
 
 `StepFn` is what `musicgen.generation.generate` calls; `served_step` is the BLS form of the same thing, for
 stage models configured to call the served step graphs.
