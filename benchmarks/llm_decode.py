@@ -137,7 +137,8 @@ def eager_chat(weights: Path) -> Callable[[int], object]:
         inputs = tokenizer([flow.music_prompt_request(CAPTION_TEXT)], return_tensors="pd", padding=True,
                            max_length=2048, truncation=True, truncation_side="left")
         return chatglm.generate(**inputs, decode_strategy="sampling", top_k=1, top_p=1.0, temperature=1.0,
-                                max_length=n, bos_token_id=tokenizer.bos_token_id, eos_token_id=chatglm.config.vocab_size,
+                                max_length=n, bos_token_id=tokenizer.bos_token_id,
+                                eos_token_id=chatglm.config.vocab_size,  # no id stops it early
                                 pad_token_id=tokenizer.pad_token_id, use_cache=True)
 
     return chat
@@ -150,7 +151,8 @@ def served_runs(url: str, llms: List[str]) -> Dict[str, Callable[[int], object]]
 
     def infer(model, name, value):
         def run(n):
-            inputs = [httpclient.InferInput(name, [1], "BYTES"), httpclient.InferInput(api.MAX_NEW_TOKENS, [1], "INT32")]
+            inputs = [httpclient.InferInput(name, [1], "BYTES"),
+                      httpclient.InferInput(api.MAX_NEW_TOKENS, [1], "INT32")]
             inputs[0].set_data_from_numpy(np.array([value], dtype=object))
             inputs[1].set_data_from_numpy(np.array([n], dtype=np.int32))
             return client.infer(model, inputs)
@@ -200,7 +202,8 @@ def context_feeds(repository: Path, graphs, llm: str, context: int, batch: int):
     tok = recipe.tokenizer
     text_ids = tok.encode(flow.music_prompt_request(CAPTION_TEXT), add_special_tokens=False)
     ids = tok.with_special_tokens(np.resize(text_ids, context - 2).tolist())  # the prompt's text, repeated
-    inputs = chatglm_prompt_inputs([ids] * batch, tok.bos_token_id, tok.mask_token_id, tok.gmask_token_id, tok.pad_token_id)
+    inputs = chatglm_prompt_inputs([ids] * batch, tok.bos_token_id, tok.mask_token_id, tok.gmask_token_id,
+                                   tok.pad_token_id)
     return ChatGLMFeeds(inputs, recipe.config.kv)
 
 
@@ -223,7 +226,8 @@ def report(args, rows: List[dict], context_rows: List[dict]) -> str:
         "# LLM stages: prefill and decode, every way they run",
         "",
         f"Command: `python benchmarks/{Path(__file__).name} {shlex.join(sys.argv[1:])}`",
-        f"{args.new_tokens} new tokens, no stop token; best of {args.repeats}; in-process threads {args.threads or 'default'}. "
+        f"{args.new_tokens} new tokens, no stop token; best of {args.repeats}; "
+        f"in-process threads {args.threads or 'default'}. "
         "Shared, noisy 2-core machine.",
         "",
         "| stage | way | prefill ms (1-token request) | decode tokens/s | request s |",
@@ -239,7 +243,8 @@ def report(args, rows: List[dict], context_rows: List[dict]) -> str:
         for key in dict.fromkeys((r["llm"], r["way"], r["batch"]) for r in context_rows):
             ms = {r["context"]: r for r in context_rows if (r["llm"], r["way"], r["batch"]) == key}
             cells = [f"{ms[c]['min_ms']:.2f} / {ms[c]['median_ms']:.2f}" if c in ms else "" for c in contexts]
-            ratio = f"{ms[contexts[-1]]['min_ms'] / ms[contexts[0]]['min_ms']:.2f}×" if len(ms) == len(contexts) else ""
+            complete = len(ms) == len(contexts)
+            ratio = f"{ms[contexts[-1]]['min_ms'] / ms[contexts[0]]['min_ms']:.2f}×" if complete else ""
             lines.append(f"| {key[0]} | {key[1]} | {key[2]} | " + " | ".join(cells) + f" | {ratio} |")
     return "\n".join(lines) + "\n"
 
@@ -259,7 +264,8 @@ def main(argv=None) -> int:
     parser.add_argument("--batches", nargs="*", type=int, default=[1, 4],
                         help="batch sizes of the decode step, at the first context (would token-level batching pay?)")
     parser.add_argument("--threads", type=int, default=0,
-                        help="intra-op threads of the in-process graphs (served in_process stages too); 0: the runtime's")
+                        help="intra-op threads of the in-process graphs (the served in_process stages' too); "
+                        "0: the runtime's choice")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -289,7 +295,8 @@ def main(argv=None) -> int:
                     cases += [(args.contexts[0], b) for b in args.batches if b != 1]
                 for context, batch in cases:
                     ms = per_token_ms(repository, graphs, llm, context, args.steps, batch)
-                    context_rows.append({"llm": llm, "way": f"{way}/{backend}", "context": context, "batch": batch, **ms})
+                    context_rows.append(
+                        {"llm": llm, "way": f"{way}/{backend}", "context": context, "batch": batch, **ms})
                     logger.info("%s", json.dumps(context_rows[-1]))
     if "served" in args.ways:
         from musicgen.server import TritonServer, free_ports
