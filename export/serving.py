@@ -6,13 +6,12 @@ Every config is a `musicgen.repository.ModelEntry` filled into the one template;
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict
 
-from musicgen.params import COMPONENT_PARAMETERS, IMAGE2MUSIC_PARAMETERS, TEXT2MUSIC_PARAMETERS
+from musicgen.params import COMPONENT_PARAMETERS, IMAGE2MUSIC_PARAMETERS, TEXT2MUSIC_PARAMETERS, TEXTGEN_PARAMETERS
 from musicgen.repository import ModelEntry, write_model
 from musicgen_client import interface as api
 
@@ -28,19 +27,16 @@ class Serving:
     backend: str = "onnxruntime"
     device: str = "cpu"
 
+    def component_entry(self, spec: api.ComponentSpec) -> ModelEntry:
+        return ModelEntry(spec.name, "component", spec.inputs, spec.outputs, COMPONENT_PARAMETERS,
+                          self.runtime_parameters(), instance_kind=self.instance_kind)
+
+    def runtime_parameters(self) -> dict:
+        return {"backend": self.backend, "device": self.device}
+
     @property
     def instance_kind(self) -> str:
         return "KIND_GPU" if self.device == "gpu" else "KIND_CPU"
-
-    def component_entry(self, spec: api.ComponentSpec) -> ModelEntry:
-        return ModelEntry(spec.name, "component", spec.inputs, spec.outputs, COMPONENT_PARAMETERS,
-                          {"backend": self.backend, "device": self.device}, instance_kind=self.instance_kind)
-
-    def text2music_entry(self) -> ModelEntry:
-        """text2music runs the AudioLDM graphs in its own process, with the same runtime as the components."""
-        return dataclasses.replace(STAGES[api.TEXT2MUSIC], schema=TEXT2MUSIC_PARAMETERS,
-                                   parameters={"backend": self.backend, "device": self.device},
-                                   instance_kind=self.instance_kind)
 
 
 def export_components(family: str, components: Dict[str, Component], weights: Path, repository: Path,
@@ -61,11 +57,16 @@ STAGES = {
                                 IMAGE2MUSIC_PARAMETERS),
 }
 IMAGE2MUSIC_CALLS = (api.TEXT2MUSIC, api.CAPTION, api.CHATGLM)
+# The stages that run their graphs in process (musicgen.stage_graphs) take the graph models' runtime.
+GRAPH_STAGES = {api.TEXT2MUSIC: TEXT2MUSIC_PARAMETERS, api.CAPTION: TEXTGEN_PARAMETERS, api.CHATGLM: TEXTGEN_PARAMETERS}
 
 
-def write_stage(repository: Path, name: str, entry: Optional[ModelEntry] = None) -> Path:
-    """Write stage model `name`, from its default entry unless `entry` is given."""
-    folder = write_model(repository, entry or STAGES[name])
+def write_stage(repository: Path, name: str, serving: Serving = Serving()) -> Path:
+    entry = STAGES[name]
+    if name in GRAPH_STAGES:
+        entry = replace(entry, schema=GRAPH_STAGES[name], parameters=serving.runtime_parameters(),
+                        instance_kind=serving.instance_kind)
+    folder = write_model(repository, entry)
     logger.info("%s model written to %s", name, folder)
     return folder
 

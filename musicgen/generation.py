@@ -13,14 +13,21 @@ over the exported graphs equal the eager model's:
 - repetition penalty (CTRL): every id already in the context (`FeedsBuilder.context_ids` + the generated
   ones) has its logit divided by the penalty if positive, multiplied if negative;
 - a stop token is emitted, then ends its row; finished rows get `pad_token_id`; at most `max_new_tokens`.
+
+The KV cache is whatever `step` returns beside the logits: a numpy array when the graph is served (BLS), a
+runtime-owned handle when it runs in process (`musicgen.llm.step_session`): the loop only hands it back.
+A `keep_going()` callable, asked before every step, stops the loop with a CancelledError (a client that went
+away costs at most one more token).
 """
 from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass, field, fields
-from typing import Callable, Dict, Mapping, Optional, Protocol, Sequence, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Protocol, Sequence, Tuple
 
 import numpy as np
+
+from .protocol import CancelledError
 
 logger = logging.getLogger(__name__)
 
@@ -29,8 +36,9 @@ SAMPLING = "sampling"
 DECODE_STRATEGIES = (GREEDY, SAMPLING)
 MAX_NEW_TOKENS_LIMIT = 8192
 
-Feeds = Dict[str, np.ndarray]
-StepFn = Callable[[Feeds], Tuple[np.ndarray, np.ndarray]]
+Feeds = Dict[str, Any]  # numpy arrays; the past KV cache may be a runtime handle (see the module docstring)
+StepFn = Callable[[Feeds], Tuple[np.ndarray, Any]]
+KeepGoing = Callable[[], bool]
 
 
 class GenerationConfigError(ValueError):
@@ -105,8 +113,8 @@ class FeedsBuilder(Protocol):
     def prefill(self) -> Feeds:
         """Inputs of the first step: the whole prompt, zero-length past."""
 
-    def decode(self, next_tokens: np.ndarray, past: np.ndarray) -> Feeds:
-        """Inputs of the next step: the tokens just chosen ([batch, 1] int64) and the cache so far."""
+    def decode(self, next_tokens: np.ndarray, past: Any) -> Feeds:
+        """Inputs of the next step: the tokens just chosen ([batch, 1] int64) and the cache so far (opaque)."""
 
     def context_ids(self) -> np.ndarray:
         """[batch, n] ids the reference `generate` counts as already in the sequence (repetition penalty)."""
@@ -178,14 +186,26 @@ def select_tokens(logits: np.ndarray, config: GenerationConfig, rng: np.random.G
 
 
 # ---- the loop ----------------------------------------------------------------------------------------
-def generate(step: StepFn, feeds: FeedsBuilder, config: GenerationConfig) -> GenerationResult:
-    """Prefill, then one token per step until every row emitted a stop token or `max_new_tokens` were made."""
+def generate(step: StepFn, feeds: FeedsBuilder, config: GenerationConfig,
+             keep_going: Optional[KeepGoing] = None) -> GenerationResult:
+    """Prefill, then one token per step until every row emitted a stop token or `max_new_tokens` were made.
+
+    `keep_going()` is asked before each step (the prefill included); False raises CancelledError.
+    """
+
+    def check(done: int) -> None:
+        if keep_going is not None and not keep_going():
+            message = f"cancelled after {done} of at most {config.max_new_tokens} new tokens"
+            logger.warning("generation %s", message)  # the client is gone: the server log is the only witness
+            raise CancelledError(message)
+
     rng = np.random.default_rng(config.seed)
     stops = np.array(config.stop_token_ids, dtype=np.int64)
     context = feeds.context_ids().astype(np.int64)
     unfinished = np.ones(feeds.batch_size, dtype=bool)
     generated = []
 
+    check(0)
     logits, past = step(feeds.prefill())
     for index in range(config.max_new_tokens):
         scores = apply_repetition_penalty(logits.astype(np.float32), context, config.repetition_penalty)
@@ -196,6 +216,7 @@ def generate(step: StepFn, feeds: FeedsBuilder, config: GenerationConfig) -> Gen
         unfinished &= ~np.isin(tokens, stops)
         if not unfinished.any() or index + 1 == config.max_new_tokens:
             break
+        check(index + 1)
         logits, past = step(feeds.decode(tokens[:, None], past))
     logger.debug("generated %d tokens for %d rows", len(generated), feeds.batch_size)
     return GenerationResult(np.stack(generated, axis=1), finished=~unfinished)

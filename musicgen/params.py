@@ -51,17 +51,28 @@ COMPONENT_PARAMETERS = (
           "spinning threads of several models take the cores from the one that is working"),
 )
 
-STAGE_RUNNERS = ("inprocess", "bls")
+# A stage model (text2music, caption, chatglm) runs its graphs in its own process, or calls the served graph
+# models over BLS; the runtime choices apply to the graphs it runs itself.
+IN_PROCESS = "in_process"
+SERVED = "served"
+STAGE_GRAPH_PARAMETERS = (
+    Param("graphs", str, IN_PROCESS, "in_process: the stage loads its graphs and runs them in its own process (no "
+          "copy between processes per step; an LLM's KV cache stays in the runtime between steps); served: it calls "
+          "the served graph models over BLS (backend, device, threads, use_onednn and allow_spinning must then stay "
+          "default: the served models' own configs decide)", (IN_PROCESS, SERVED)),
+) + COMPONENT_PARAMETERS
+TEXTGEN_PARAMETERS = STAGE_GRAPH_PARAMETERS  # caption and chatglm
 
-# text2music runs the AudioLDM graphs itself (in process: no copies between processes per step, tensors can
-# stay on the device) or calls the served component models; the runtime options apply to in-process graphs.
-TEXT2MUSIC_PARAMETERS = COMPONENT_PARAMETERS + (
-    Param("stage_runner", str, "inprocess", "inprocess: text2music loads the four AudioLDM graphs itself; bls: "
-          "it calls the served audioldm_* component models", STAGE_RUNNERS),
+TEXT2MUSIC_PARAMETERS = STAGE_GRAPH_PARAMETERS + (
     Param("max_active", int, 8, "requests denoising together (in-flight batching); more wait their turn"),
     Param("max_waiting", int, 64, "requests waiting for a place; more are refused at once with UNAVAILABLE (503)"),
     Param("max_batch_requests", int, 8, "requests per UNet, VAE and vocoder call (a guided request is 2 UNet rows)"),
     Param("prompt_cache_size", int, 256, "text embeddings kept for repeated prompts and negative prompts; 0: off"),
+)
+
+IMAGE2MUSIC_PARAMETERS = (
+    Param("max_concurrent", int, 8, "image2music requests worked on at once (each waits on its caption, chatglm "
+          "and text2music calls; their text2music calls batch together)"),
 )
 
 
@@ -80,8 +91,3 @@ def read_parameters(model_config: Dict[str, Any], schema: Sequence[Param]) -> Di
         entry = raw.get(name)
         values[name] = param.default if entry is None else param.parse(entry["string_value"])
     return values
-
-IMAGE2MUSIC_PARAMETERS = (
-    Param("max_concurrent", int, 8, "image2music requests worked on at once (each waits on its caption, chatglm "
-          "and text2music calls; their text2music calls batch together)"),
-)

@@ -33,7 +33,7 @@ def check_weights_folder(weights: Path) -> None:
 
 def write_text2music_assets(weights: Path, repository: Path, serving: Serving) -> None:
     """Tokenizer, scheduler config and pipeline.json beside the orchestrator: the server needs no weights."""
-    assets = write_stage(repository, api.TEXT2MUSIC, serving.text2music_entry()) / "1"
+    assets = write_stage(repository, api.TEXT2MUSIC, serving) / "1"
     for sub in (TOKENIZER_DIR, SCHEDULER_DIR):
         shutil.rmtree(assets / sub, ignore_errors=True)
         shutil.copytree(weights / sub, assets / sub)

@@ -54,6 +54,9 @@ def chatglm_config(weights: Path, tokenizer) -> TextGenConfig:
         # The prompt as given: the flow (musicgen_client.flow) writes the question.
         prompt_template="{}", generation=generation, max_input_tokens=prompts.CHATGLM_MAX_INPUT_TOKENS,
         kv=KVShape(layers=cfg["num_hidden_layers"], heads=heads, head_dim=cfg["hidden_size"] // heads),
+        # What the Taskflow allows: a (truncated) prompt plus its default budget of new tokens. ChatGLM's 2-D
+        # positions stay within each bound on its own (position ≤ prompt, block position ≤ new + 1).
+        max_context_tokens=prompts.CHATGLM_MAX_INPUT_TOKENS + prompts.CHATGLM_MAX_NEW_TOKENS,
     )
 
 
@@ -73,4 +76,4 @@ def export_family(weights: Path, repository: Path, serving: Serving) -> None:
     check_files(weights, REQUIRED_FILES, "ChatGLM save_pretrained")
     export_components("chatglm", COMPONENTS, weights, repository, serving)
     write_chatglm_assets(weights, repository)
-    write_stage(repository, api.CHATGLM)
+    write_stage(repository, api.CHATGLM, serving)

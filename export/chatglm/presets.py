@@ -35,7 +35,12 @@ TINY = {
     "init_std": {"word_embeddings": 0.02, "layers": 0.3},
 }
 
-PRESETS = {"tiny": TINY}
+# Wider (ChatGLM-6B's head size 64, a quarter of its width, 4 layers, ≈ 50 M parameters, 200 MB in FP32): for
+# measuring how a decode step scales with the context and the batch when the matrices are no longer toys.
+WIDE = dict(TINY, model=dict(TINY["model"], hidden_size=1024, num_attention_heads=16, inner_hidden_size=4096,
+                             num_hidden_layers=4), init_std={"word_embeddings": 0.02, "layers": 0.05})
+
+PRESETS = {"tiny": TINY, "wide": WIDE}
 
 
 def write_chatglm_tokenizer(work_dir: Path, options: dict):

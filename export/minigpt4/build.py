@@ -39,6 +39,7 @@ logger = logging.getLogger(__name__)
 REQUIRED_FILES = ("config.json", "model_state.pdparams|model_state.pdparams.index.json", "preprocessor_config.json",
                   "tokenizer_config.json", "sentencepiece.bpe.model")
 LLAMA_VOCAB_SIZE = 32000
+LLAMA_DEFAULT_MAX_POSITIONS = 2048  # LlamaConfig's default, when config.json leaves it out
 
 
 def build_preset(preset: str, weights_root: Path) -> Path:
@@ -68,6 +69,8 @@ def caption_config(weights: Path, tokenizer) -> TextGenConfig:
     return TextGenConfig(
         prompt_template=prompts.MINIGPT4_PROMPT, question=prompts.MINIGPT4_QUESTION, generation=generation,
         kv=KVShape(layers=text["num_hidden_layers"], heads=heads, head_dim=text["hidden_size"] // heads),
+        # LLaMA's context window bounds the cache (prompt embeddings + new tokens).
+        max_context_tokens=text.get("max_position_embeddings", LLAMA_DEFAULT_MAX_POSITIONS),
     )
 
 
@@ -88,4 +91,4 @@ def export_family(weights: Path, repository: Path, serving: Serving) -> None:
     check_files(weights, REQUIRED_FILES, "MiniGPT4 save_pretrained")
     export_components("minigpt4", COMPONENTS, weights, repository, serving)
     write_caption_assets(weights, repository)
-    write_stage(repository, api.CAPTION)
+    write_stage(repository, api.CAPTION, serving)

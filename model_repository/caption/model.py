@@ -1,20 +1,28 @@
 """caption: an encoded image → MiniGPT4's caption (its answer to "describe the image, ", cut at '#').
 
-A thin adapter over musicgen.llm.recipes.CaptionRecipe; the graphs are the minigpt4_* models, called over BLS.
+A thin adapter over musicgen.llm.recipes.CaptionRecipe. The minigpt4_* graphs run in this process (the KV cache
+stays in the runtime between decode steps) or, with the `graphs` parameter set to served, over BLS.
 """
+import json
 from pathlib import Path
 
 import numpy as np
 
 from musicgen import triton_glue
 from musicgen.llm.recipes import CaptionRecipe
+from musicgen.stage_graphs import open_stage_graphs
+from musicgen.params import TEXTGEN_PARAMETERS, read_parameters
 from musicgen.protocol import parse_caption
 from musicgen_client import interface as api
 
 
 class TritonPythonModel:
     def initialize(self, args):
-        self.recipe = CaptionRecipe(Path(args["model_repository"]) / args["model_version"], triton_glue.bls_stage)
+        parameters = read_parameters(json.loads(args["model_config"]), TEXTGEN_PARAMETERS)
+        graphs = open_stage_graphs(parameters, Path(args["model_repository"]).parent,
+                                   [c.name for c in api.MINIGPT4_COMPONENTS], triton_glue.bls_stage)
+        assets = Path(args["model_repository"]) / args["model_version"]
+        self.recipe = CaptionRecipe(assets, graphs, graphs.step(api.MINIGPT4_LLM_STEP))
         self.input_names = [t.name for t in api.CAPTION_INPUTS]
 
     def execute(self, requests):
@@ -22,5 +30,6 @@ class TritonPythonModel:
 
     def _caption(self, request):
         parsed = parse_caption(triton_glue.read_inputs(request, self.input_names))
-        caption = self.recipe(parsed.image, self.recipe.config.generation_for(parsed.max_new_tokens)).caption
+        generation = self.recipe.config.generation_for(parsed.max_new_tokens)
+        caption = self.recipe(parsed.image, generation, keep_going=lambda: not request.is_cancelled()).caption
         return {api.CAPTION: np.array([caption.encode("utf-8")], dtype=object)}

@@ -1,20 +1,28 @@
 """chatglm: a prompt → ChatGLM's answer, as paddlenlp's ChatGLM Taskflow gives it (the original's settings).
 
-A thin adapter over musicgen.llm.recipes.ChatGLMRecipe; the graph is chatglm_llm_step, called over BLS.
+A thin adapter over musicgen.llm.recipes.ChatGLMRecipe. The chatglm_llm_step graph runs in this process (the KV
+cache stays in the runtime between decode steps) or, with the `graphs` parameter set to served, over BLS.
 """
+import json
 from pathlib import Path
 
 import numpy as np
 
 from musicgen import triton_glue
 from musicgen.llm.recipes import ChatGLMRecipe
+from musicgen.stage_graphs import open_stage_graphs
+from musicgen.params import TEXTGEN_PARAMETERS, read_parameters
 from musicgen.protocol import parse_text
 from musicgen_client import interface as api
 
 
 class TritonPythonModel:
     def initialize(self, args):
-        self.recipe = ChatGLMRecipe(Path(args["model_repository"]) / args["model_version"], triton_glue.bls_stage)
+        parameters = read_parameters(json.loads(args["model_config"]), TEXTGEN_PARAMETERS)
+        graphs = open_stage_graphs(parameters, Path(args["model_repository"]).parent,
+                                   [c.name for c in api.CHATGLM_COMPONENTS], triton_glue.bls_stage)
+        assets = Path(args["model_repository"]) / args["model_version"]
+        self.recipe = ChatGLMRecipe(assets, graphs, graphs.step(api.CHATGLM_LLM_STEP))
         self.input_names = [t.name for t in api.CHATGLM_INPUTS]
 
     def execute(self, requests):
@@ -22,5 +30,6 @@ class TritonPythonModel:
 
     def _chat(self, request):
         parsed = parse_text(triton_glue.read_inputs(request, self.input_names))
-        text = self.recipe(parsed.prompt, self.recipe.config.generation_for(parsed.max_new_tokens)).text
+        generation = self.recipe.config.generation_for(parsed.max_new_tokens)
+        text = self.recipe(parsed.prompt, generation, keep_going=lambda: not request.is_cancelled()).text
         return {api.TEXT: np.array([text.encode("utf-8")], dtype=object)}

@@ -15,19 +15,15 @@ from musicgen.audioldm.engine import EngineLimits, Job
 from musicgen.audioldm.pipeline import AudioLDMRecipe
 from musicgen.params import TEXT2MUSIC_PARAMETERS, read_parameters
 from musicgen.protocol import parse_text_to_music
-from musicgen.runtime import RuntimeOptions, local_stage_runner
+from musicgen.stage_graphs import open_stage_graphs
 from musicgen_client import interface as api
 
 
 class TritonPythonModel:
     def initialize(self, args):
         params = read_parameters(json.loads(args["model_config"]), TEXT2MUSIC_PARAMETERS)
-        if params.pop("stage_runner") == "bls":
-            run_stage = triton_glue.bls_stage
-        else:
-            runtime = RuntimeOptions(**{k: params[k] for k in RuntimeOptions.__dataclass_fields__})
-            run_stage = local_stage_runner(Path(args["model_repository"]).parent,
-                                           [c.name for c in api.AUDIOLDM_COMPONENTS], runtime)
+        run_stage = open_stage_graphs(params, Path(args["model_repository"]).parent,
+                                      [c.name for c in api.AUDIOLDM_COMPONENTS], triton_glue.bls_stage)
         limits = EngineLimits(**{k: params[k] for k in EngineLimits.__dataclass_fields__})
         self.recipe = AudioLDMRecipe(Path(args["model_repository"]) / args["model_version"], run_stage, limits,
                                      triton_glue.EngineMetrics(api.TEXT2MUSIC))

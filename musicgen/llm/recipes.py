@@ -1,7 +1,10 @@
 """Image → caption (MiniGPT4) → music prompt (ChatGLM) over exported graphs, with no deep-learning framework.
 
 Each recipe reads as the original application's steps and drives its graphs through `run_stage(name, feeds)
--> outputs` (local graphs in tests and benchmarks, BLS calls inside Triton). Everything a recipe needs
+-> outputs` (local graphs in tests and benchmarks, BLS calls inside Triton) and its step graph through a
+`StepFn` (by default the served graph through `run_stage`; in process, `musicgen.llm.step_session`, whose KV
+cache stays in the runtime). Every token loop takes `keep_going` (cancellation) and refuses, with a 400 naming
+`max_new_tokens`, a budget past what the stage's cache is sized for (`max_context_tokens`). Everything a recipe needs
 besides the graphs lives in its asset folder, written by export: `caption/1/` and `chatglm/1/` hold the
 tokenizer, `CONFIG_FILE` (prompt template, generation parameters, KV-cache dims) and, for the caption, the
 image preprocessing constants. How a caption becomes ChatGLM's question, and its answer the music prompt, is
@@ -20,10 +23,12 @@ import numpy as np
 from musicgen_client import flow
 from musicgen_client import interface as api
 
-from ..generation import GenerationConfig, generate
+from ..generation import GenerationConfig, KeepGoing, StepFn, generate
+from ..protocol import InvalidRequestError
 from . import prompts
 from .feeds import ChatGLMFeeds, KVShape, LlamaEmbedsFeeds, chatglm_prompt_inputs
 from .image import PREPROCESS_FILE, ImagePreprocessConfig, preprocess_image
+from .step_session import served_step
 from .tokenizers import SentencePieceTokenizer
 
 logger = logging.getLogger(__name__)
@@ -42,6 +47,7 @@ class TextGenConfig:
     kv: KVShape
     question: str = ""  # MiniGPT4: what is asked about the image (fills the template's <TextHere>)
     max_input_tokens: int = 0  # ChatGLM: longer prompts lose their left end; 0: no limit
+    max_context_tokens: int = 0  # prompt + new tokens the cache (and the graph's positions) hold; 0: no limit
 
     @classmethod
     def load(cls, folder: Path) -> "TextGenConfig":
@@ -55,15 +61,20 @@ class TextGenConfig:
             return self.generation
         return self.generation.updated(max_new_tokens=max_new_tokens)
 
+    def check_budget(self, prompt_tokens: int, generation: GenerationConfig) -> None:
+        """400 when the prompt and `max_new_tokens` together exceed what the cache is sized for."""
+        limit = self.max_context_tokens
+        if limit and prompt_tokens + generation.max_new_tokens > limit:
+            raise InvalidRequestError(
+                api.MAX_NEW_TOKENS, f"{generation.max_new_tokens} is out of range: allowed 1 to "
+                f"{max(limit - prompt_tokens, 0)} after this {prompt_tokens}-token prompt (this model holds "
+                f"{limit} tokens of context)")
+
     def save(self, folder: Path) -> None:
         values = {"prompt_template": self.prompt_template, "generation": self.generation.to_dict(),
-                  "kv": vars(self.kv), "question": self.question, "max_input_tokens": self.max_input_tokens}
+                  "kv": vars(self.kv), "question": self.question, "max_input_tokens": self.max_input_tokens,
+                  "max_context_tokens": self.max_context_tokens}
         (Path(folder) / CONFIG_FILE).write_text(json.dumps(values, indent=2))
-
-
-def _step(run_stage: RunStage, name: str):
-    """A step graph as the loop calls it: feeds → (logits, present_key_values)."""
-    return lambda feeds: tuple(run_stage(name, feeds))
 
 
 @dataclass
@@ -76,12 +87,13 @@ class Caption:
 class CaptionRecipe:
     """image → caption: preprocess, encode the image, embed the prompt around it, decode greedily, cut at '#'."""
 
-    def __init__(self, assets: Path, run_stage: RunStage):
+    def __init__(self, assets: Path, run_stage: RunStage, step: Optional[StepFn] = None):
         assets = Path(assets)
         self.config = TextGenConfig.load(assets)
         self.image_config = ImagePreprocessConfig.load(assets / PREPROCESS_FILE)
         self.tokenizer = SentencePieceTokenizer.load(assets / TOKENIZER_DIR)
         self.run_stage = run_stage
+        self.step = step or served_step(run_stage, api.MINIGPT4_LLM_STEP)
         first, second = prompts.split_prompt(self.config.question, self.config.prompt_template)
         # As MiniGPT4Processor: BOS before the text ahead of the image, none after it.
         self.first_ids = self.tokenizer.encode(first, add_special_tokens=True)
@@ -100,12 +112,15 @@ class CaptionRecipe:
         split = len(self.first_ids)
         return np.concatenate([text[:, :split], image_embeds, text[:, split:]], axis=1)
 
-    def __call__(self, image, generation: Optional[GenerationConfig] = None) -> Caption:
+    def __call__(self, image, generation: Optional[GenerationConfig] = None,
+                 keep_going: Optional[KeepGoing] = None) -> Caption:
+        generation = generation or self.config.generation
         pixel_values = preprocess_image(image, self.image_config)
         inputs_embeds = self.prompt_embeds(pixel_values)
+        self.config.check_budget(inputs_embeds.shape[1], generation)
         mask = np.ones(inputs_embeds.shape[:2], dtype=np.int64)
         feeds = LlamaEmbedsFeeds(inputs_embeds, mask, self.embed, self.config.kv, self.tokenizer.bos_token_id)
-        result = generate(_step(self.run_stage, api.MINIGPT4_LLM_STEP), feeds, generation or self.config.generation)
+        result = generate(self.step, feeds, generation, keep_going)
         answer = self.tokenizer.decode(result.row(0))  # the original keeps special tokens here
         return Caption(prompts.caption_from_answer(answer), answer, result.row(0))
 
@@ -128,11 +143,11 @@ class MusicPrompt:
 class ChatGLMRecipe:
     """prompt → text, as paddlenlp's ChatGLM Taskflow: tokenize (left truncation), decode, strip newlines."""
 
-    def __init__(self, assets: Path, run_stage: RunStage):
+    def __init__(self, assets: Path, run_stage: Optional[RunStage], step: Optional[StepFn] = None):
         assets = Path(assets)
         self.config = TextGenConfig.load(assets)
         self.tokenizer = SentencePieceTokenizer.load(assets / TOKENIZER_DIR)
-        self.run_stage = run_stage
+        self.step = step or served_step(run_stage, api.CHATGLM_LLM_STEP)
 
     def prompt_ids(self, prompt: str) -> List[int]:
         ids = self.tokenizer.encode(prompt, add_special_tokens=False)
@@ -142,13 +157,16 @@ class ChatGLMRecipe:
             ids = ids[max(0, len(ids) - (limit - special)):]  # truncation_side="left"
         return self.tokenizer.with_special_tokens(ids)
 
-    def __call__(self, text: str, generation: Optional[GenerationConfig] = None) -> GeneratedText:
+    def __call__(self, text: str, generation: Optional[GenerationConfig] = None,
+                 keep_going: Optional[KeepGoing] = None) -> GeneratedText:
+        generation = generation or self.config.generation
         prompt = self.config.prompt_template.format(text)
         tok = self.tokenizer
-        inputs = chatglm_prompt_inputs([self.prompt_ids(prompt)], tok.bos_token_id, tok.mask_token_id,
-                                       tok.gmask_token_id, tok.pad_token_id)
+        ids = self.prompt_ids(prompt)
+        self.config.check_budget(len(ids), generation)
+        inputs = chatglm_prompt_inputs([ids], tok.bos_token_id, tok.mask_token_id, tok.gmask_token_id, tok.pad_token_id)
         feeds = ChatGLMFeeds(inputs, self.config.kv)
-        result = generate(_step(self.run_stage, api.CHATGLM_LLM_STEP), feeds, generation or self.config.generation)
+        result = generate(self.step, feeds, generation, keep_going)
         answer = tok.decode(result.row(0), skip_special_tokens=True).strip("\n")
         return GeneratedText(answer, prompt, result.row(0))
 
@@ -161,10 +179,13 @@ class ImageToMusicPrompt:
         self.chatglm = chatglm
 
     @classmethod
-    def from_repository(cls, repository: Path, run_stage: RunStage) -> "ImageToMusicPrompt":
+    def from_repository(cls, repository: Path, run_stage: RunStage,
+                        step_for: Optional[Callable[[str], StepFn]] = None) -> "ImageToMusicPrompt":
+        """`step_for(name)`: the step graphs' sessions (e.g. `InProcessGraphs.step`); None: through run_stage."""
         repository = Path(repository)
-        return cls(CaptionRecipe(repository / api.CAPTION / "1", run_stage),
-                   ChatGLMRecipe(repository / api.CHATGLM / "1", run_stage))
+        step_for = step_for or (lambda name: None)
+        return cls(CaptionRecipe(repository / api.CAPTION / "1", run_stage, step_for(api.MINIGPT4_LLM_STEP)),
+                   ChatGLMRecipe(repository / api.CHATGLM / "1", run_stage, step_for(api.CHATGLM_LLM_STEP)))
 
     def __call__(self, image, caption_generation: Optional[GenerationConfig] = None,
                  prompt_generation: Optional[GenerationConfig] = None):

@@ -214,10 +214,10 @@ def test_paddle_inference_backend_serves_eager_exact_audio(paddle_backend_server
     assert np.array_equal(audio, eager_audio(PROMPT, options))
 
 
-def test_bls_stage_runner_serves_the_in_process_audio(model_repository, triton_server_factory, triton_server,
+def test_served_graphs_give_the_in_process_audio(model_repository, triton_server_factory, triton_server,
                                                       tmp_path_factory):
-    """stage_runner=bls: text2music calls the served component models instead of loading the graphs."""
-    repo = variant_repository(model_repository, tmp_path_factory.mktemp("bls_repository"), {"stage_runner": "bls"})
+    """graphs=served: text2music calls the served component models over BLS instead of loading the graphs."""
+    repo = variant_repository(model_repository, tmp_path_factory.mktemp("bls_repository"), {"graphs": "served"})
     server = triton_server_factory(repo)
     fields = dict(prompt=PROMPT, num_inference_steps=3, audio_length_in_s=1.0, seed=33)
     assert np.array_equal(audio_of(infer(server, **fields))[0], audio_of(infer(triton_server, **fields))[0])

@@ -3,7 +3,9 @@
 The eager side is called the way the original PaddleMIX flow calls it (musicgen.llm.prompts): MiniGPT4
 through `MiniGPT4ForConditionalGeneration.generate` on the processor's inputs with MiniGPT4Task's kwargs;
 ChatGLM through `ChatGLMForCausalLM.generate` with the ChatGLM Taskflow's tokenization and kwargs. Only
-max_new_tokens is lowered (the same on both sides) to keep the tests fast.
+max_new_tokens is lowered (the same on both sides) to keep the tests fast. Each runs on both graph formats and
+both ways a stage reaches its step graph: in process (the KV cache kept by the runtime between steps, the
+served default) and through `run_stage` (the cache as numpy both ways, as over BLS).
 """
 import io
 
@@ -13,6 +15,7 @@ from PIL import Image
 
 from musicgen.llm import prompts
 from musicgen.llm.recipes import CaptionRecipe, ImageToMusicPrompt, ChatGLMRecipe, TextGenConfig
+from musicgen.stage_graphs import InProcessGraphs, ServedGraphs
 from musicgen.runtime import RuntimeOptions, local_stage_runner
 from musicgen_client import flow
 from musicgen_client import interface as api
@@ -32,9 +35,23 @@ def png(seed: int, size=(48, 64)) -> bytes:
     return out.getvalue()
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def run_stage(request, llm_build):
-    return local_stage_runner(llm_build.repository, LLM_GRAPHS, RuntimeOptions(backend=request.param))
+@pytest.fixture(scope="module", params=[(b, p) for b in BACKENDS for p in ("in_process", "served")],
+                ids=lambda param: "-".join(param))
+def graphs(request, llm_build):
+    """`graphs(name, feeds)` runs a graph, `graphs.step(name)` is a step graph as the decoding loop calls it."""
+    backend, path = request.param
+    options = RuntimeOptions(backend=backend)
+    if path == "in_process":
+        return InProcessGraphs(llm_build.repository, LLM_GRAPHS, options)
+    return ServedGraphs(local_stage_runner(llm_build.repository, LLM_GRAPHS, options))
+
+
+def caption_recipe(llm_build, graphs) -> CaptionRecipe:
+    return CaptionRecipe(llm_build.repository / api.CAPTION / "1", graphs, graphs.step(api.MINIGPT4_LLM_STEP))
+
+
+def chatglm_recipe(llm_build, graphs) -> ChatGLMRecipe:
+    return ChatGLMRecipe(llm_build.repository / api.CHATGLM / "1", graphs, graphs.step(api.CHATGLM_LLM_STEP))
 
 
 @pytest.fixture(scope="module")
@@ -85,17 +102,17 @@ def test_assets_carry_the_original_generation_parameters(caption_config, music_c
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-def test_minigpt4_caption_tokens_equal_eager(llm_build, run_stage, eager_minigpt4, caption_config, seed):
+def test_minigpt4_caption_tokens_equal_eager(llm_build, graphs, eager_minigpt4, caption_config, seed):
     image = png(seed)
     config = caption_config.generation.updated(max_new_tokens=NEW_TOKENS)
-    ours = CaptionRecipe(llm_build.repository / api.CAPTION / "1", run_stage)(image, config)
+    ours = caption_recipe(llm_build, graphs)(image, config)
     ids, answer = eager_caption(eager_minigpt4, image, NEW_TOKENS, config.stop_token_ids)
     assert len(ids) >= 16
     assert ours.token_ids == ids
     assert ours.answer == answer and ours.caption == answer.split("#")[0]
 
 
-def test_minigpt4_stops_where_eager_stops(llm_build, run_stage, eager_minigpt4, caption_config):
+def test_minigpt4_stops_where_eager_stops(llm_build, graphs, eager_minigpt4, caption_config):
     """A stop id in the second, two-id group of the nested list ends the row on its own, in both."""
     image = png(2)
     free, _ = eager_caption(eager_minigpt4, image, NEW_TOKENS, caption_config.generation.stop_token_ids)
@@ -104,14 +121,14 @@ def test_minigpt4_stops_where_eager_stops(llm_build, run_stage, eager_minigpt4, 
     ids, answer = eager_caption(eager_minigpt4, image, NEW_TOKENS, stop_ids)
     assert ids == free[: free.index(stop) + 1]
     config = caption_config.generation.updated(max_new_tokens=NEW_TOKENS, stop_token_ids=stop_ids)
-    ours = CaptionRecipe(llm_build.repository / api.CAPTION / "1", run_stage)(image, config)
+    ours = caption_recipe(llm_build, graphs)(image, config)
     assert ours.token_ids == ids and ours.answer == answer
 
 
 @pytest.mark.parametrize("caption", ["The image shows a cat on a marble table", "two dogs walk along the beach\nat night"])
-def test_chatglm_tokens_equal_eager(llm_build, run_stage, eager_chatglm, music_config, caption):
+def test_chatglm_tokens_equal_eager(llm_build, graphs, eager_chatglm, music_config, caption):
     config = music_config.generation.updated(max_new_tokens=NEW_TOKENS)
-    ours = ChatGLMRecipe(llm_build.repository / api.CHATGLM / "1", run_stage)(flow.music_prompt_request(caption), config)
+    ours = chatglm_recipe(llm_build, graphs)(flow.music_prompt_request(caption), config)
     ids, answer = eager_music_prompt(eager_chatglm, caption, NEW_TOKENS)
     assert len(ids) >= 16
     assert ours.token_ids == ids
@@ -119,13 +136,13 @@ def test_chatglm_tokens_equal_eager(llm_build, run_stage, eager_chatglm, music_c
     assert len(set(ids)) > 4  # the tiny model does not just repeat one token: the cache is exercised
 
 
-def test_image_to_music_prompt_equals_the_eager_chain(llm_build, run_stage, eager_minigpt4, eager_chatglm,
+def test_image_to_music_prompt_equals_the_eager_chain(llm_build, graphs, eager_minigpt4, eager_chatglm,
                                                       caption_config, music_config):
     """Encoded image → caption → music prompt, over local graphs, gives the eager models' strings. The caption
     decodes with the exported defaults (this image's tiny caption ends on a "###" stop piece)."""
     image = png(5, size=(30, 90))
     music_gen = music_config.generation.updated(max_new_tokens=NEW_TOKENS)
-    caption, music = ImageToMusicPrompt.from_repository(llm_build.repository, run_stage)(image, None, music_gen)
+    caption, music = ImageToMusicPrompt.from_repository(llm_build.repository, graphs, graphs.step)(image, None, music_gen)
 
     ids, answer = eager_caption(eager_minigpt4, image, caption_config.generation.max_new_tokens,
                                 caption_config.generation.stop_token_ids)
@@ -134,3 +151,25 @@ def test_image_to_music_prompt_equals_the_eager_chain(llm_build, run_stage, eage
     _, music_answer = eager_music_prompt(eager_chatglm, caption.caption, NEW_TOKENS)
     assert music.prompt == flow.MUSIC_PROMPT_TEMPLATE.format(caption.caption)
     assert music.music_prompt == music_answer.split("\n")[0].split(":")[-1].strip()
+
+
+def test_a_cancelled_caption_stops_at_the_next_token(llm_build, graphs):
+    """The client goes away after 3 tokens: the loop runs no 4th step."""
+    from musicgen.protocol import CancelledError
+
+    asked = []
+    recipe = caption_recipe(llm_build, graphs)
+    config = recipe.config.generation.updated(max_new_tokens=NEW_TOKENS, stop_token_ids=())
+    with pytest.raises(CancelledError, match="after 3 of at most 24"):
+        recipe(png(0), config, keep_going=lambda: asked.append(1) or len(asked) <= 3)
+
+
+def test_chatglm_budget_past_the_cache_is_refused_before_any_step(llm_build, graphs, music_config):
+    from musicgen.protocol import InvalidRequestError
+
+    recipe = chatglm_recipe(llm_build, graphs)
+    prompt = flow.music_prompt_request("a cat")
+    room = music_config.max_context_tokens - len(recipe.prompt_ids(prompt))
+    with pytest.raises(InvalidRequestError, match=f"max_new_tokens: {room + 1} is out of range: allowed 1 to {room}"):
+        recipe(prompt, music_config.generation.updated(max_new_tokens=room + 1),
+               keep_going=lambda: pytest.fail("no step may run"))

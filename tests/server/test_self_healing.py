@@ -20,7 +20,7 @@ import pytest
 
 from musicgen.serving import TritonServer
 from musicgen.serving.stubs import stub_processes
-from musicgen_client import MusicClient, MusicServiceError
+from musicgen_client import MusicClient
 from musicgen_client import interface as api
 
 pytestmark = pytest.mark.e2e

@@ -6,6 +6,7 @@ from musicgen.generation import (
     GREEDY, SAMPLING, GenerationConfig, GenerationConfigError, apply_repetition_penalty, generate, select_tokens,
     softmax, stop_ids_from_nested, top_k_filter, top_p_filter,
 )
+from musicgen.protocol import CancelledError, status_of
 
 VOCAB = 6
 # Next-token logits given the last token: a fixed table. Greedy from token 0 walks 0 → 1 → 2 → 3 → 1 → 2 ...
@@ -45,9 +46,9 @@ class CountingStep:
         return self.table[feeds["last"]], feeds["past"] + 1
 
 
-def run(config, prompt=((0,),), table=TABLE):
+def run(config, prompt=((0,),), table=TABLE, keep_going=None):
     step, feeds = CountingStep(table), TableFeeds(prompt)
-    return generate(step, feeds, config), step, feeds
+    return generate(step, feeds, config, keep_going), step, feeds
 
 
 def test_greedy_follows_the_argmax_chain_and_feeds_each_token_back():
@@ -75,6 +76,27 @@ def test_finished_rows_get_padding_while_others_continue():
     result, _, _ = run(config, prompt=[[0], [4]])
     assert result.token_ids.tolist() == [[1, 2, 0, 0], [5, 4, 5, 4]]
     assert result.finished.tolist() == [True, False]
+
+
+@pytest.mark.parametrize("allowed_steps", [0, 1, 3])
+def test_keep_going_is_asked_before_every_step_and_stops_the_loop(allowed_steps):
+    """A cancelled request costs no step after the one in flight: the loop asks before each, prefill included."""
+    asked = []
+
+    def keep_going():
+        asked.append(True)
+        return len(asked) <= allowed_steps
+
+    step, feeds = CountingStep(), TableFeeds(((0,),))
+    with pytest.raises(CancelledError, match=f"after {allowed_steps} of at most 10") as info:
+        generate(step, feeds, GenerationConfig(max_new_tokens=10), keep_going)
+    assert step.calls == allowed_steps and len(asked) == allowed_steps + 1
+    assert status_of(info.value) == "cancelled"
+
+
+def test_keep_going_true_changes_nothing():
+    result, step, _ = run(GenerationConfig(max_new_tokens=5), keep_going=lambda: True)
+    assert result.row() == [1, 2, 3, 1, 2] and step.calls == 5
 
 
 def test_repetition_penalty_maths():

@@ -14,10 +14,10 @@ def test_defaults_when_absent():
 
 
 def test_text2music_takes_the_runtime_parameters_and_its_engine_limits():
-    values = read_parameters(config(stage_runner="bls", max_active="4"), TEXT2MUSIC_PARAMETERS)
-    assert values["stage_runner"] == "bls" and values["max_active"] == 4 and values["backend"] == "onnxruntime"
-    with pytest.raises(ValueError, match="choose one of inprocess, bls"):
-        read_parameters(config(stage_runner="grpc"), TEXT2MUSIC_PARAMETERS)
+    values = read_parameters(config(graphs="served", max_active="4"), TEXT2MUSIC_PARAMETERS)
+    assert values["graphs"] == "served" and values["max_active"] == 4 and values["backend"] == "onnxruntime"
+    with pytest.raises(ValueError, match="choose one of in_process, served"):
+        read_parameters(config(graphs="grpc"), TEXT2MUSIC_PARAMETERS)
 
 
 def test_values_are_typed():

@@ -1,0 +1,61 @@
+"""A stage model's graphs (text2music's AudioLDM components, caption's and chatglm's MiniGPT4 / ChatGLM graphs),
+run in the stage's own process or reached over BLS as served graph models, behind one interface:
+`graphs(name, feeds) -> outputs` (a recipe's `run_stage`) and `graphs.step(name)` (an LLM step graph's session).
+The `graphs` parameter of `musicgen.params.STAGE_GRAPH_PARAMETERS` chooses.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, List, Sequence
+
+import numpy as np
+
+from .generation import StepFn
+from .llm.step_session import STEP_GRAPHS, open_step_session, served_step
+from .params import COMPONENT_PARAMETERS, SERVED
+from .runtime import RuntimeOptions, open_graph
+
+
+class InProcessGraphs:
+    """A family's graphs loaded from a model repository into this process: `graphs(name, feeds)` runs a
+    one-shot graph (image encoder, token embedding) as a recipe's `run_stage`, `graphs.step(name)` is a step
+    graph's session."""
+
+    def __init__(self, repository: Path, names: Sequence[str], options: RuntimeOptions):
+        folders = {name: Path(repository) / name / "1" for name in names}
+        self._steps = {n: open_step_session(f, options) for n, f in folders.items() if n in STEP_GRAPHS}
+        self._runners = {n: open_graph(f, options) for n, f in folders.items() if n not in STEP_GRAPHS}
+
+    def __call__(self, name: str, feeds: Dict[str, np.ndarray]) -> List[np.ndarray]:
+        return self._runners[name].run(feeds)
+
+    def step(self, name: str) -> StepFn:
+        return self._steps[name]
+
+
+class ServedGraphs:
+    """The same two calls over served graph models: every call, the step graph's included, goes to `run_stage`."""
+
+    def __init__(self, run_stage):
+        self._run_stage = run_stage
+
+    def __call__(self, name: str, feeds: Dict[str, np.ndarray]) -> List[np.ndarray]:
+        return self._run_stage(name, feeds)
+
+    def step(self, name: str) -> StepFn:
+        return served_step(self._run_stage, name)
+
+
+def open_stage_graphs(parameters: Dict[str, Any], repository: Path, names: Sequence[str], bls_stage):
+    """A text-generation stage's graphs as its `TEXTGEN_PARAMETERS` say: in process, or served (over `bls_stage`).
+
+    Runtime choices only apply in process: set with `graphs` served they would be ignored, so they are refused.
+    """
+    runtime = {p.name: parameters[p.name] for p in COMPONENT_PARAMETERS}
+    if parameters["graphs"] == SERVED:
+        changed = sorted(p.name for p in COMPONENT_PARAMETERS if runtime[p.name] != p.default)
+        if changed:
+            raise ValueError(f"parameters {changed} apply to graphs run in process: with graphs=served the served "
+                             "graph models' own configs decide")
+        return ServedGraphs(bls_stage)
+    return InProcessGraphs(repository, names, RuntimeOptions(**runtime))

@@ -1,0 +1,107 @@
+"""The caption and chatglm models through a real tritonserver: both ways of reaching their graphs give the tokens
+of the in-process recipe, a request past the cache's context is a 400, and a cancelled request stops in the loop.
+"""
+import json
+import re
+import shutil
+import time
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+from tritonclient.utils import InferenceServerException
+
+from musicgen.llm.recipes import CaptionRecipe, ChatGLMRecipe, TextGenConfig
+from musicgen.stage_graphs import InProcessGraphs
+from musicgen.runtime import RuntimeOptions
+from musicgen_client import flow
+from musicgen_client import interface as api
+from test_token_parity import LLM_GRAPHS, png
+
+pytestmark = pytest.mark.e2e
+
+PROMPT = flow.music_prompt_request("The image shows a cat on a marble table")
+
+
+def stage_copy(repository, out, graphs):
+    """The repository with its stages' `graphs` set and their stop tokens removed, so that a long request cannot
+    end early (graph folders linked, not copied)."""
+    for folder in repository.iterdir():
+        if folder.name in (api.CAPTION, api.CHATGLM):
+            shutil.copytree(folder, out / folder.name)
+            config = out / folder.name / "config.pbtxt"
+            config.write_text(config.read_text().replace('string_value: "in_process"', f'string_value: "{graphs}"'))
+            textgen = out / folder.name / "1" / "textgen.json"
+            values = json.loads(textgen.read_text())
+            values["generation"]["stop_token_ids"] = []
+            textgen.write_text(json.dumps(values))
+        elif (folder / "config.pbtxt").exists():
+            (out / folder.name).symlink_to(folder.resolve())
+    return out
+
+
+@pytest.fixture(scope="module")
+def repositories(llm_build, tmp_path_factory):
+    return {g: stage_copy(llm_build.repository, tmp_path_factory.mktemp(g), g) for g in ("in_process", "served")}
+
+
+@pytest.fixture(scope="module")
+def servers(repositories, triton_server_factory):
+    return {graphs: triton_server_factory(repo) for graphs, repo in repositories.items()}
+
+
+def infer(server, model, arrays, protocol="http", **kwargs):
+    lib = httpclient if protocol == "http" else grpcclient
+    client = lib.InferenceServerClient(server.http_url if protocol == "http" else server.grpc_url)
+    inputs = []
+    for name, array in arrays.items():
+        tensor = lib.InferInput(name, list(array.shape), "BYTES" if array.dtype == object else "INT32")
+        tensor.set_data_from_numpy(array)
+        inputs.append(tensor)
+    try:
+        return client.infer(model, inputs, **kwargs)
+    finally:
+        client.close()
+
+
+def text_of(result, name):
+    return result.as_numpy(name).reshape(-1)[0].decode("utf-8")
+
+
+def prompt_inputs(max_new_tokens=None):
+    arrays = {api.PROMPT: np.array([PROMPT.encode()], dtype=object)}
+    if max_new_tokens is not None:
+        arrays[api.MAX_NEW_TOKENS] = np.array([max_new_tokens], dtype=np.int32)
+    return arrays
+
+
+@pytest.mark.parametrize("graphs", ["in_process", "served"])
+def test_both_ways_to_the_graphs_give_the_recipe_s_answers(repositories, servers, graphs):
+    repo = repositories["in_process"]
+    local = InProcessGraphs(repo, LLM_GRAPHS, RuntimeOptions())
+    caption = CaptionRecipe(repo / api.CAPTION / "1", local, local.step(api.MINIGPT4_LLM_STEP))(png(5, (30, 90)))
+    answer = ChatGLMRecipe(repo / api.CHATGLM / "1", local, local.step(api.CHATGLM_LLM_STEP))(
+        PROMPT, TextGenConfig.load(repo / api.CHATGLM / "1").generation_for(24))
+    served_caption = infer(servers[graphs], api.CAPTION, {api.IMAGE: np.array([png(5, (30, 90))], dtype=object)})
+    assert text_of(served_caption, api.CAPTION) == caption.caption
+    assert text_of(infer(servers[graphs], api.CHATGLM, prompt_inputs(24)), api.TEXT) == answer.text
+
+
+def test_a_budget_past_the_cache_is_a_400_naming_the_field(servers):
+    with pytest.raises(InferenceServerException, match="max_new_tokens: 4096 is out of range: allowed 1 to") as info:
+        infer(servers["in_process"], api.CHATGLM, prompt_inputs(4096))
+    assert info.value.status() == "400"
+
+
+def test_a_cancelled_request_stops_inside_the_token_loop(servers):
+    """A gRPC deadline far shorter than 4000 tokens: the model stops decoding at the next token instead of running to
+    the end. The client is gone by then, so the server's log is the witness (musicgen.generation logs it)."""
+    server = servers["in_process"]
+    with pytest.raises(InferenceServerException, match="(?i)deadline"):
+        infer(server, api.CHATGLM, prompt_inputs(4000), protocol="grpc", client_timeout=0.3)
+    deadline = time.monotonic() + 60
+    while not (found := re.findall(r"cancelled after (\d+) of at most 4000 new tokens", server.log_path.read_text())):
+        assert time.monotonic() < deadline, "the model never reported the cancellation"
+        time.sleep(0.05)
+    assert len(found) == 1 and int(found[0]) < 4000
