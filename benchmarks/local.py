@@ -28,6 +28,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from musicgen.runtime import BACKENDS, RuntimeOptions
 from musicgen_client import flow
 from musicgen_client import interface as api
 
@@ -36,7 +37,7 @@ from .workload import IMAGE2MUSIC, TEXT2MUSIC, Workload
 log = logging.getLogger("benchmarks.local")
 
 EAGER = "eager"
-RUNTIMES = ("onnxruntime", "paddle")  # the exported graphs' runtimes, as musicgen.runtime names them
+RUNTIMES = BACKENDS  # the exported graphs' runtimes: onnxruntime, paddle (paddle.inference)
 KINDS = (EAGER,) + RUNTIMES
 
 
@@ -66,6 +67,7 @@ class LocalRun:
     pipelines: Tuple[str, ...]
     repository: Path
     weights: Weights
+    threads: int = 0  # intra-op threads of the exported graphs; 0: the runtime decides
 
 
 Render = Callable[[Workload], Rendered]
@@ -78,23 +80,21 @@ def _audio_options(workload: Workload):
 
 
 # ---- exported graphs, in-process ------------------------------------------------------------------------
-def exported_text2music(repository: Path, runtime: str) -> Render:
+def exported_text2music(repository: Path, options: RuntimeOptions) -> Render:
     from musicgen.audioldm.pipeline import AudioLDMRecipe
-    from musicgen.runtime import RuntimeOptions, local_stage_runner
+    from musicgen.runtime import local_stage_runner
 
     names = [c.name for c in api.AUDIOLDM_COMPONENTS]
-    recipe = AudioLDMRecipe(repository / api.TEXT2MUSIC / "1",
-                            local_stage_runner(repository, names, RuntimeOptions(backend=runtime)))
+    recipe = AudioLDMRecipe(repository / api.TEXT2MUSIC / "1", local_stage_runner(repository, names, options))
     return lambda workload: Rendered(recipe(workload.prompt, _audio_options(workload)))
 
 
-def exported_image2music(repository: Path, runtime: str, text2music: Render) -> Render:
+def exported_image2music(repository: Path, options: RuntimeOptions, text2music: Render) -> Render:
     from musicgen.llm.recipes import ImageToMusicPrompt
-    from musicgen.runtime import RuntimeOptions, local_stage_runner
+    from musicgen.runtime import local_stage_runner
 
     names = [c.name for c in api.MINIGPT4_COMPONENTS + api.CHATGLM_COMPONENTS]
-    chain = ImageToMusicPrompt.from_repository(repository, local_stage_runner(repository, names,
-                                                                              RuntimeOptions(backend=runtime)))
+    chain = ImageToMusicPrompt.from_repository(repository, local_stage_runner(repository, names, options))
 
     def render(workload: Workload) -> Rendered:
         caption, music = chain(workload.image)
@@ -170,8 +170,9 @@ def build(run: LocalRun) -> Dict[str, Render]:
         text2music = eager_text2music(run.weights.audioldm)
         image2music = lambda: eager_image2music(run.repository, run.weights, text2music)  # noqa: E731
     else:
-        text2music = exported_text2music(run.repository, run.kind)
-        image2music = lambda: exported_image2music(run.repository, run.kind, text2music)  # noqa: E731
+        options = RuntimeOptions(backend=run.kind, threads=run.threads)
+        text2music = exported_text2music(run.repository, options)
+        image2music = lambda: exported_image2music(run.repository, options, text2music)  # noqa: E731
     return {pipeline: text2music if pipeline == TEXT2MUSIC else image2music() for pipeline in run.pipelines}
 
 

@@ -106,6 +106,8 @@ def markdown(result: Dict) -> str:
         f"Repository: `{settings['repository']}`; {settings['num_inference_steps']} steps, "
         f"{settings['audio_length_in_s']} s of audio, guidance {settings['guidance_scale']}, seed {settings['seed']}.",
     ]
+    if result.get("served_parameters"):
+        lines += ["", f"Served graph models' parameters: {_parameters(result['served_parameters'])}."]
     if result.get("note"):
         lines += ["", f"> {result['note']}"]
     lines += _side_by_side(result["side_by_side"])
@@ -121,6 +123,17 @@ def markdown(result: Dict) -> str:
         lines += ["", f"Server peak RSS over the whole sweep: {_mb(result['server_peak_rss_mb'])} MB "
                       f"(tritonserver + {result['server_peak_processes'] - 1} backend stubs, RSS summed)."]
     return "\n".join(lines) + "\n"
+
+
+def _parameters(by_model: Dict[str, Dict[str, str]]) -> str:
+    """`k=v, ...` when every model has the same parameters, else per model."""
+    def text(params: Dict[str, str]) -> str:
+        return ", ".join(f"{k}={v}" for k, v in sorted(params.items()))
+
+    distinct = {text(p) for p in by_model.values()}
+    if len(distinct) == 1:
+        return f"{distinct.pop()} (all {len(by_model)})"
+    return "; ".join(f"{model}: {text(params)}" for model, params in by_model.items())
 
 
 def _side_by_side(rows: List[Dict]) -> List[str]:
@@ -172,41 +185,53 @@ def _stage_tables(points: List[Dict]) -> List[str]:
 
 
 # ---- plot ------------------------------------------------------------------------------------------------------------
+LOCAL_STYLES = {"eager": ("tab:red", "--"), "onnxruntime": ("tab:green", "-."), "paddle": ("tab:purple", ":")}
+
+
 def plot(result: Dict, path: Path) -> None:
-    """Latency (p50, with a bar up to p99) and throughput against concurrency, per pipeline and protocol; the local
-    modes' latencies as horizontal lines."""
+    """Latency (p50, with a bar up to p99) and throughput against concurrency, per pipeline and protocol; each local
+    mode as a horizontal line (its latency, and the 1 / latency it sustains one request at a time)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    pipelines = list(dict.fromkeys(p["pipeline"] for p in result["points"]))
+    points = result["points"]
+    pipelines = list(dict.fromkeys(p["pipeline"] for p in points))
+    levels = sorted({p["concurrency"] for p in points})
     fig, axes = plt.subplots(2, max(1, len(pipelines)), figsize=(6 * max(1, len(pipelines)), 8), squeeze=False)
     for column, pipeline in enumerate(pipelines):
         latency, throughput = axes[0][column], axes[1][column]
-        for protocol in dict.fromkeys(p["protocol"] for p in result["points"]):
-            rows = [p for p in result["points"] if p["pipeline"] == pipeline and p["protocol"] == protocol
-                    and p["p50_s"] is not None]
+        for protocol in dict.fromkeys(p["protocol"] for p in points):
+            rows = [p for p in points if p["pipeline"] == pipeline and p["protocol"] == protocol and p["p50_s"]]
             if not rows:
                 continue
             x = [p["concurrency"] for p in rows]
-            p50 = [p["p50_s"] for p in rows]
             to_p99 = [[0.0] * len(rows), [p["p99_s"] - p["p50_s"] for p in rows]]
-            latency.errorbar(x, p50, yerr=to_p99, marker="o", capsize=3, label=f"served {protocol} (p50, bar to p99)")
+            latency.errorbar(x, [p["p50_s"] for p in rows], yerr=to_p99, marker="o", capsize=3,
+                             label=f"served {protocol} (p50, bar to p99)")
             throughput.plot(x, [p["throughput_rps"] for p in rows], marker="o", label=f"served {protocol}")
         for row in result["side_by_side"]:
-            if row["pipeline"] == pipeline and not row["mode"].startswith("served") and row["latency_s"]:
-                latency.axhline(row["latency_s"], linestyle="--", linewidth=1, label=f"{row['mode']} (1 at a time)")
+            if row["pipeline"] == pipeline and row["mode"] in LOCAL_STYLES and row["latency_s"]:
+                color, style = LOCAL_STYLES[row["mode"]]
+                latency.axhline(row["latency_s"], color=color, linestyle=style, linewidth=1,
+                                label=f"{row['mode']}, in one process")
+                throughput.axhline(1 / row["latency_s"], color=color, linestyle=style, linewidth=1,
+                                   label=f"{row['mode']}, one at a time")
         latency.set_title(f"{pipeline}: latency")
         latency.set_ylabel("seconds per request")
         throughput.set_title(f"{pipeline}: throughput")
         throughput.set_ylabel("requests / s")
         for ax in (latency, throughput):
             ax.set_xscale("log", base=2)
+            ax.set_xticks(levels, [str(level) for level in levels])
+            ax.set_ylim(bottom=0)
             ax.set_xlabel("concurrent requests")
             ax.grid(True, alpha=0.3)
             ax.legend(fontsize=8)
-    fig.suptitle(f"{result['name']} — {result['machine']['cpu']}, {result['machine']['usable_cores']} cores", fontsize=10)
+    machine = result["machine"]
+    fig.suptitle(f"{result['name']}: {machine['cpu']}, {machine['usable_cores']} cores"
+                 + (f", {'; '.join(machine['gpus'])}" if machine["gpus"] else ""), fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -130,6 +130,48 @@ def fetch_stats(url: str, protocol: str) -> Snapshot:
     return parse_stats(raw)
 
 
+def model_parameters(url: str, protocol: str, models: List[str]) -> Dict[str, Dict[str, str]]:
+    """Each model's config parameters as the server loaded them (backend, threads, ...): what "served" ran."""
+    import importlib
+
+    module = importlib.import_module(f"tritonclient.{protocol}")
+    client = module.InferenceServerClient(url)
+    try:
+        configs = {m: client.get_model_config(m) if protocol == "http" else client.get_model_config(m, as_json=True)
+                   for m in models}
+    finally:
+        client.close()
+    # gRPC's JSON wraps the config in {"config": ...}; HTTP returns it bare.
+    return {m: {k: v.get("string_value") for k, v in c.get("config", c).get("parameters", {}).items()}
+            for m, c in configs.items()}
+
+
+def requests_counted(snapshot: Snapshot, model: str) -> int:
+    """Requests `model` has finished, successfully or not."""
+    counters = snapshot.get(model, {})
+    return counters.get("success", (0, 0))[0] + counters.get("fail", (0, 0))[0]
+
+
+def settled_stats(url: str, protocol: str, model: str, expected: int, timeout_s: float = 10.0) -> Snapshot:
+    """A snapshot taken once `model` has counted `expected` requests and nothing moves any more.
+
+    Triton records a request in its statistics just AFTER the client has its response, so a snapshot taken at
+    once can miss the last request of the previous point and give it to the next one. Gives up after `timeout_s`
+    (a request that failed before reaching the model is never counted)."""
+    deadline = time.monotonic() + timeout_s
+    previous = None
+    while True:
+        snapshot = fetch_stats(url, protocol)
+        if requests_counted(snapshot, model) >= expected and snapshot == previous:
+            return snapshot
+        if time.monotonic() > deadline:
+            log.warning("%s has counted %d of %d requests after %.0f s; using that", model,
+                        requests_counted(snapshot, model), expected, timeout_s)
+            return snapshot
+        previous = snapshot
+        time.sleep(0.05)
+
+
 def parse_stats(raw: Dict) -> Snapshot:
     """Counters per model (all versions summed) from the statistics JSON; gRPC's JSON spells int64 as strings."""
     snapshot: Snapshot = {}

@@ -36,8 +36,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "client")]  # runs from a plain checkout as a script, too
 
 from benchmarks import local, report, served  # noqa: E402
-from benchmarks.workload import (DEFAULT_NEGATIVE_PROMPT, DEFAULT_PROMPT, PIPELINES, TEXT2MUSIC,  # noqa: E402
-                                 Workload, synthetic_image)
+from benchmarks.workload import (DEFAULT_NEGATIVE_PROMPT, DEFAULT_PROMPT, IMAGE2MUSIC, PIPELINES,  # noqa: E402
+                                 TEXT2MUSIC, Workload, synthetic_image)
+from musicgen_client import interface as api  # noqa: E402
 
 log = logging.getLogger("benchmarks.sweep")
 
@@ -66,6 +67,8 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     load = parser.add_argument_group("load")
     load.add_argument("--concurrency", nargs="+", type=int, default=[1, 2, 4, 8, 16])
     load.add_argument("--requests", type=int, help="timed requests per point (default: 2 × concurrency, at least 4)")
+    load.add_argument("--local-threads", type=int, default=0,
+                      help="intra-op threads of the in-process graphs (0: the runtime decides, as served by default)")
     load.add_argument("--local-repeats", type=int, default=3,
                       help="timed runs of each local mode after its warm-up (0: time the warm-up run itself)")
     load.add_argument("--timeout", type=float, default=3600.0, help="seconds a served request may take")
@@ -131,7 +134,7 @@ def run_local(args: argparse.Namespace, workload: Workload) -> List[Dict]:
         pipelines = tuple(p for p in args.pipelines if kind in local_modes(args, p))
         if not pipelines:
             continue
-        run = local.LocalRun(kind, pipelines, args.repository.resolve(), weights)
+        run = local.LocalRun(kind, pipelines, args.repository.resolve(), weights, args.local_threads)
         for result in local.measure(run, workload, args.local_repeats):
             log.info("%s/%s: median %.3f s, process peak RSS %.0f MB", result["pipeline"], kind, result["median_s"],
                      result["peak_rss_mb"])
@@ -164,6 +167,12 @@ def endpoints(args: argparse.Namespace) -> Iterator[Tuple[Dict[str, str], Option
 
 def run_served(args: argparse.Namespace, workload: Workload, urls: Dict[str, str], pid: Optional[int]) -> Dict:
     stats_protocol = "http" if urls.get("http") else "grpc"
+
+    def stats(pipeline: str) -> served.Snapshot:  # once every request sent to `pipeline` so far is counted
+        return served.settled_stats(urls[stats_protocol], stats_protocol, pipeline, expected[pipeline])
+
+    baseline = served.fetch_stats(urls[stats_protocol], stats_protocol)  # a given server may have served others
+    expected = {p: served.requests_counted(baseline, p) for p in args.pipelines}
     sampler = served.MemorySampler(pid).start() if pid else None
     warmups, points = [], []
     seed = workload.seed + 1
@@ -171,16 +180,18 @@ def run_served(args: argparse.Namespace, workload: Workload, urls: Dict[str, str
         for pipeline in args.pipelines:
             for protocol in args.protocols:
                 warmups.append(warm_up(urls[protocol], protocol, pipeline, workload, args.timeout))
+                expected[pipeline] += 1
             for concurrency in args.concurrency:
                 for protocol in args.protocols:
                     count = requests_at(args, concurrency)
-                    before = served.fetch_stats(urls[stats_protocol], stats_protocol)
+                    before = stats(pipeline)
                     if sampler:
                         sampler.window()
                     point = served.run_point(urls[protocol], protocol, pipeline, workload, concurrency, count, seed,
                                              args.timeout)
                     seed += count
-                    stages = served.stats_delta(before, served.fetch_stats(urls[stats_protocol], stats_protocol))
+                    expected[pipeline] += count
+                    stages = served.stats_delta(before, stats(pipeline))
                     points.append(point_row(pipeline, protocol, concurrency, point, stages,
                                             sampler.window() if sampler else None))
                     log.info("%s/%s c=%d: p50 %s s, %.2f req/s, %d failed", pipeline, protocol, concurrency,
@@ -188,7 +199,11 @@ def run_served(args: argparse.Namespace, workload: Workload, urls: Dict[str, str
     finally:
         if sampler:
             sampler.stop()
-    return {"warmups": warmups, "points": points,
+    graphs = api.AUDIOLDM_COMPONENTS + (api.MINIGPT4_COMPONENTS + api.CHATGLM_COMPONENTS
+                                        if IMAGE2MUSIC in args.pipelines else ())
+    return {"served_parameters": served.model_parameters(urls[stats_protocol], stats_protocol,
+                                                         [c.name for c in graphs]),
+            "warmups": warmups, "points": points,
             "server_peak_rss_mb": sampler.peak_bytes / 2**20 if sampler else None,
             "server_peak_processes": sampler.peak_processes if sampler else None}
 
@@ -297,7 +312,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                      "concurrency": args.concurrency, "requests": {c: requests_at(args, c) for c in args.concurrency},
                      "protocols": args.protocols, "pipelines": args.pipelines,
                      "local_modes": {p: local_modes(args, p) for p in args.pipelines},
-                     "local_repeats": args.local_repeats, "server": "given" if args.http_url or args.grpc_url else
+                     "local_repeats": args.local_repeats, "local_threads": args.local_threads, "server": "given" if args.http_url or args.grpc_url else
                      "started by the harness"},
         "local": local_results, **served_results, "side_by_side": rows, "failed_requests": failures,
         "all_succeeded": failures == 0,

@@ -132,3 +132,14 @@ def test_eager_weights_must_be_the_repositorys(model_repository, tiny_weights, t
     with pytest.raises(SystemExit, match="not what .* was exported from"):
         sweep.check_weights(sweep.parse_args(base + ["--weights", str(other)]))
     sweep.check_weights(sweep.parse_args(base + ["--weights", str(other), "--text2music-modes", "onnxruntime"]))
+
+
+def test_settled_stats_waits_for_the_last_request_to_be_counted(monkeypatch):
+    def counted(n):
+        return {"text2music": {"success": (n, n * 10), "fail": (0, 0)}}
+
+    answers = iter([counted(1), counted(2), counted(2)])
+    monkeypatch.setattr(served, "fetch_stats", lambda url, protocol: next(answers))
+    assert served.settled_stats("url", "http", "text2music", expected=2) == counted(2)
+    monkeypatch.setattr(served, "fetch_stats", lambda url, protocol: counted(1))
+    assert served.settled_stats("url", "http", "text2music", expected=2, timeout_s=0.1) == counted(1)
