@@ -28,7 +28,8 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from musicgen.runtime import BACKENDS, RuntimeOptions
+from musicgen.protocol import AudioOptions
+from musicgen.runtime import BACKENDS, RuntimeOptions, local_stage_runner
 from musicgen_client import flow
 from musicgen_client import interface as api
 
@@ -73,16 +74,13 @@ class LocalRun:
 Render = Callable[[Workload], Rendered]
 
 
-def _audio_options(workload: Workload):
-    from musicgen.protocol import AudioOptions
-
+def _audio_options(workload: Workload) -> AudioOptions:
     return AudioOptions(**workload.audio_options(workload.seed))
 
 
 # ---- exported graphs, in-process ------------------------------------------------------------------------
 def exported_text2music(repository: Path, options: RuntimeOptions) -> Render:
     from musicgen.audioldm.pipeline import AudioLDMRecipe
-    from musicgen.runtime import local_stage_runner
 
     names = [c.name for c in api.AUDIOLDM_COMPONENTS]
     recipe = AudioLDMRecipe(repository / api.TEXT2MUSIC / "1", local_stage_runner(repository, names, options))
@@ -91,7 +89,6 @@ def exported_text2music(repository: Path, options: RuntimeOptions) -> Render:
 
 def exported_image2music(repository: Path, options: RuntimeOptions, text2music: Render) -> Render:
     from musicgen.llm.recipes import ImageToMusicPrompt
-    from musicgen.runtime import local_stage_runner
 
     names = [c.name for c in api.MINIGPT4_COMPONENTS + api.CHATGLM_COMPONENTS]
     chain = ImageToMusicPrompt.from_repository(repository, local_stage_runner(repository, names, options))
