@@ -106,8 +106,8 @@ def markdown(result: Dict) -> str:
         f"Repository: `{settings['repository']}`; {settings['num_inference_steps']} steps, "
         f"{settings['audio_length_in_s']} s of audio, guidance {settings['guidance_scale']}, seed {settings['seed']}.",
     ]
-    if result.get("served_parameters"):
-        lines += ["", f"Served graph models' parameters: {_parameters(result['served_parameters'])}."]
+    if result.get("served_models"):
+        lines += ["", f"Served models: {_served_models(result['served_models'])}."]
     if result.get("note"):
         lines += ["", f"> {result['note']}"]
     lines += _side_by_side(result["side_by_side"])
@@ -125,15 +125,15 @@ def markdown(result: Dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _parameters(by_model: Dict[str, Dict[str, str]]) -> str:
-    """`k=v, ...` when every model has the same parameters, else per model."""
-    def text(params: Dict[str, str]) -> str:
-        return ", ".join(f"{k}={v}" for k, v in sorted(params.items()))
-
-    distinct = {text(p) for p in by_model.values()}
-    if len(distinct) == 1:
-        return f"{distinct.pop()} (all {len(by_model)})"
-    return "; ".join(f"{model}: {text(params)}" for model, params in by_model.items())
+def _served_models(models: Dict[str, Dict]) -> str:
+    """Models sharing a configuration, summarised together: `a, b: 1 instance, backend=onnxruntime, ...`."""
+    groups: Dict[str, List[str]] = {}
+    for name, config in models.items():
+        text = f"{config['instances']} instance{'s' if config['instances'] != 1 else ''}"
+        text += ", dynamic batching" if config["dynamic_batching"] else ""
+        text += "".join(f", {k}={v}" for k, v in sorted(config["parameters"].items()))
+        groups.setdefault(text, []).append(name)
+    return "; ".join(f"{', '.join(names)}: {text}" for text, names in groups.items())
 
 
 def _side_by_side(rows: List[Dict]) -> List[str]:

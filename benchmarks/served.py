@@ -130,8 +130,9 @@ def fetch_stats(url: str, protocol: str) -> Snapshot:
     return parse_stats(raw)
 
 
-def model_parameters(url: str, protocol: str, models: List[str]) -> Dict[str, Dict[str, str]]:
-    """Each model's config parameters as the server loaded them (backend, threads, ...): what "served" ran."""
+def served_models(url: str, protocol: str, models: List[str]) -> Dict[str, Dict]:
+    """How the server runs each model, from the config it loaded: instances, dynamic batching, and the parameters
+    (backend, threads, ...). What "served" means in the tables."""
     import importlib
 
     module = importlib.import_module(f"tritonclient.{protocol}")
@@ -141,9 +142,13 @@ def model_parameters(url: str, protocol: str, models: List[str]) -> Dict[str, Di
                    for m in models}
     finally:
         client.close()
-    # gRPC's JSON wraps the config in {"config": ...}; HTTP returns it bare.
-    return {m: {k: v.get("string_value") for k, v in c.get("config", c).get("parameters", {}).items()}
-            for m, c in configs.items()}
+    return {m: describe_config(c.get("config", c)) for m, c in configs.items()}  # gRPC wraps it in {"config": ...}
+
+
+def describe_config(config: Dict) -> Dict:
+    return {"instances": sum(int(g.get("count", 1)) for g in config.get("instance_group", [])),
+            "dynamic_batching": "dynamic_batching" in config,
+            "parameters": {k: v.get("string_value") for k, v in config.get("parameters", {}).items()}}
 
 
 def requests_counted(snapshot: Snapshot, model: str) -> int:

@@ -199,10 +199,11 @@ def run_served(args: argparse.Namespace, workload: Workload, urls: Dict[str, str
     finally:
         if sampler:
             sampler.stop()
-    graphs = api.AUDIOLDM_COMPONENTS + (api.MINIGPT4_COMPONENTS + api.CHATGLM_COMPONENTS
-                                        if IMAGE2MUSIC in args.pipelines else ())
-    return {"served_parameters": served.model_parameters(urls[stats_protocol], stats_protocol,
-                                                         [c.name for c in graphs]),
+    models = [api.TEXT2MUSIC] + [c.name for c in api.AUDIOLDM_COMPONENTS]
+    if IMAGE2MUSIC in args.pipelines:
+        models += [api.IMAGE2MUSIC, api.CAPTION, api.CHATGLM] + [c.name for c in api.MINIGPT4_COMPONENTS
+                                                                  + api.CHATGLM_COMPONENTS]
+    return {"served_models": served.served_models(urls[stats_protocol], stats_protocol, models),
             "warmups": warmups, "points": points,
             "server_peak_rss_mb": sampler.peak_bytes / 2**20 if sampler else None,
             "server_peak_processes": sampler.peak_processes if sampler else None}

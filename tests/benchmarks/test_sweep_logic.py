@@ -67,6 +67,16 @@ def test_tree_rss_counts_the_children():
     assert served.tree_rss(child.pid) == (0, 0)
 
 
+def test_served_models_are_summarised_by_configuration():
+    http = {"instance_group": [{"kind": "KIND_CPU", "count": 2}], "dynamic_batching": {},
+            "parameters": {"backend": {"string_value": "paddle"}}}
+    assert served.describe_config(http) == {"instances": 2, "dynamic_batching": True, "parameters": {"backend": "paddle"}}
+    models = {"unet": served.describe_config(http), "vae": served.describe_config(http),
+              "text2music": served.describe_config({"instance_group": [{"count": 1}]})}
+    assert report._served_models(models) == ("unet, vae: 2 instances, dynamic batching, backend=paddle; "
+                                             "text2music: 1 instance")
+
+
 def test_max_abs_diff():
     a = np.array([0.0, 1.0, -1.0], np.float32)
     assert sweep.max_abs_diff(a, a + np.float32(0.5)) == pytest.approx(0.5)

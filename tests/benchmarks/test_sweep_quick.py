@@ -65,5 +65,6 @@ def test_reports_record_machine_commit_and_command(quick_run):
     for heading in ("## Side by side", "## Concurrency sweep", "### Triton statistics: image2music over grpc"):
         assert heading in text
     assert result["git"]["commit"] in text and "> test run" in text
-    assert result["served_parameters"]["audioldm_unet"]["backend"] == "onnxruntime"  # the exported default
+    unet = result["served_models"]["audioldm_unet"]
+    assert unet["parameters"]["backend"] == "onnxruntime" and unet["instances"] >= 1  # the exported defaults
     assert (quick_run / "sweep-quick.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
