@@ -1,7 +1,7 @@
 """Serving benchmark: a concurrency sweep over text2music and image2music, HTTP and gRPC, side by side with the
 same pipelines run eagerly (ppdiffusers / paddlenlp) and in-process on the exported graphs, all in one run.
 
-    python benchmarks/sweep.py --quick                                   # tiny models, a minute: the smoke run
+    python benchmarks/sweep.py --quick                                   # smoke run: tiny models, ≈ 4 min here
     python benchmarks/sweep.py --repository build/repo_audioldm_s --weights build/weights/audioldm-audioldm-s-random \\
         --pipelines text2music --steps 10 --length 5.12                  # real-size AudioLDM-s (long: see README)
 
