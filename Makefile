@@ -10,7 +10,7 @@ HTTP_PORT ?= 8000
 GRPC_PORT ?= 8001
 METRICS_PORT ?= 8002
 
-.PHONY: demo test install export serve clean
+.PHONY: demo test install export serve bench clean
 
 # --- install: a Python 3.11 venv with the pinned export/server stack and both packages (editable) -----
 install: $(VENV)/.installed
@@ -46,6 +46,10 @@ demo: export
 # --- test: unit, export parity and end-to-end tests against a real tritonserver ----------------------
 test: export
 	MUSICGEN_REPOSITORY=$(REPO) MUSICGEN_LLM_BUILD=$(dir $(REPO)) $(PY) -m pytest -q tests
+
+# --- bench: the serving benchmark (benchmarks/README.md) into benchmarks/results; BENCH_ARGS=--quick: smoke run
+bench: export
+	$(PY) benchmarks/sweep.py --repository $(REPO) --weights build/weights/audioldm-$(AUDIOLDM_PRESET) $(BENCH_ARGS)
 
 clean:
 	rm -rf build
