@@ -36,7 +36,7 @@ $(REPO)/.exported-$(AUDIOLDM_PRESET): $(VENV)/.installed $(EXPORT_SOURCES)
 
 # --- serve: tritonserver on 127.0.0.1 (HTTP 8000, gRPC 8001, metrics 8002) until Ctrl-C ---------------
 serve: export
-	$(PY) -m musicgen.server --repository $(REPO) --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) \
+	$(PY) -m musicgen.serving --repository $(REPO) --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) \
 		--metrics-port $(METRICS_PORT)
 
 # --- demo: install, export the tiny models, start the server, generate music, print where it went ------

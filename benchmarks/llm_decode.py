@@ -299,7 +299,7 @@ def main(argv=None) -> int:
                         {"llm": llm, "way": f"{way}/{backend}", "context": context, "batch": batch, **ms})
                     logger.info("%s", json.dumps(context_rows[-1]))
     if "served" in args.ways:
-        from musicgen.server import TritonServer, free_ports
+        from musicgen.serving import TritonServer, free_ports
 
         for mode in ("in_process", "served"):
             with tempfile.TemporaryDirectory() as tmp:

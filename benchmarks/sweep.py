@@ -153,7 +153,7 @@ def endpoints(args: argparse.Namespace) -> Iterator[Tuple[Dict[str, str], Option
             raise SystemExit(f"no URL given for {', '.join(missing)}: pass --{missing[0]}-url or drop it from --protocols")
         yield given, args.server_pid
         return
-    from musicgen.server import TritonServer, free_ports
+    from musicgen.serving import TritonServer, free_ports
 
     ports = free_ports(3)
     server = TritonServer(args.repository, *ports, log_file=ROOT / "build" / f"sweep-tritonserver-{ports[0]}.log")

@@ -16,7 +16,7 @@ from pathlib import Path
 from musicgen_client import MusicClient, save_wav
 from musicgen_client import interface as api
 
-from .server import TritonServer, TritonServerError, check_model_repository, free_ports
+from .serving import TritonServer, TritonServerError, check_model_repository, free_ports
 
 logger = logging.getLogger("musicgen.demo")
 

@@ -13,7 +13,7 @@ from typing import Callable, Iterator
 
 import pytest
 
-from musicgen.server import (
+from musicgen.serving import (
     DEFAULT_REPOSITORY,
     MissingRepositoryError,
     TritonServer,

@@ -56,10 +56,9 @@ def test_main_exits_2_and_says_how_to_build_a_missing_repository(tmp_path, capsy
     assert str(repo) in err and "make export" in err
 
 
-@pytest.mark.parametrize("module", ["musicgen.serving", "musicgen.server"])  # the old name still works
-def test_module_entry_point_exit_code(tmp_path, module):
+def test_module_entry_point_exit_code(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", module, "--repository", str(tmp_path / "nope")],
+        [sys.executable, "-m", "musicgen.serving", "--repository", str(tmp_path / "nope")],
         cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=30,
     )
     assert result.returncode == 2
