@@ -7,11 +7,12 @@ Every config is a `musicgen.repository.ModelEntry` filled into the one template;
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Mapping
 
 from musicgen.params import COMPONENT_PARAMETERS
+from musicgen.precision import FP32
 from musicgen.repository import ModelEntry, write_model
 from musicgen_client import interface as api
 
@@ -22,14 +23,17 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Serving:
-    """How the graph models are served: runtime and device (both graph formats are always exported)."""
+    """How the graph models are served: runtime, device, and the precision variant per component (both graph
+    formats and the fp32 ONNX graph are always exported; a component not in `precisions` serves fp32)."""
 
     backend: str = "onnxruntime"
     device: str = "cpu"
+    precisions: Mapping[str, str] = field(default_factory=dict)
 
     def component_entry(self, spec: api.ComponentSpec) -> ModelEntry:
         return ModelEntry(spec.name, "component", spec.inputs, spec.outputs, COMPONENT_PARAMETERS,
-                          {"backend": self.backend, "device": self.device},
+                          {"backend": self.backend, "device": self.device,
+                           "precision": self.precisions.get(spec.name, FP32)},
                           instance_kind="KIND_GPU" if self.device == "gpu" else "KIND_CPU")
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Dict, Optional, Sequence, Tuple
 
+from .precision import PRECISIONS
 from .runtime import BACKENDS
 
 
@@ -47,6 +48,9 @@ COMPONENT_PARAMETERS = (
     Param("threads", int, 0, "intra-op threads for the runtime; 0 lets it choose"),
     Param("use_onednn", bool, False, "paddle.inference on CPU only: oneDNN kernels. Off by default: on, they "
           "change the UNet's output by several percent"),
+    Param("precision", str, "fp32", "onnxruntime only: which exported ONNX variant serves (model.onnx for fp32, "
+          "model.<precision>.onnx otherwise, written by export's --precision); a missing file fails the load",
+          PRECISIONS),
 )
 
 
