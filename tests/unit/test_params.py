@@ -10,7 +10,8 @@ def config(**params):
 
 def test_defaults_when_absent():
     assert read_parameters({}, COMPONENT_PARAMETERS) == {
-        "backend": "onnxruntime", "device": "cpu", "threads": 0, "use_onednn": False}
+        "backend": "onnxruntime", "device": "cpu", "threads": 0, "use_onednn": False,
+        "precision": "fp32"}
 
 
 def test_values_are_typed():
