@@ -33,7 +33,7 @@ from musicgen.runtime import BACKENDS, RuntimeOptions, local_stage_runner
 from musicgen_client import flow
 from musicgen_client import interface as api
 
-from .workload import IMAGE2MUSIC, TEXT2MUSIC, Workload
+from .workload import TEXT2MUSIC, Workload
 
 log = logging.getLogger("benchmarks.local")
 

@@ -25,7 +25,6 @@ import json
 import logging
 import shlex
 import sys
-import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple

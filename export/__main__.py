@@ -6,6 +6,10 @@
     python -m export minigpt4 --from miniGPT4/MiniGPT4-7B --out build/model_repository
     python -m export chatglm --preset tiny --out build/model_repository
     python -m export chatglm --from THUDM/chatglm-6b --out build/model_repository
+    python -m export audioldm --preset tiny --out build/model_repository --precision unet=int8-static
+
+`--precision` (AudioLDM) adds lower-precision ONNX variants beside the fp32 graphs, serves them, and records
+their error against fp32 in each component's parity.json (see export/precision.py).
 
 `--from` takes a `save_pretrained` folder, or a model name looked up under $PPMIX_HOME/models/<name>
 (PPMIX_HOME defaults to ~/.paddlemix), then $PPNLP_HOME/models/<name> (~/.paddlenlp). Nothing is downloaded.
@@ -23,6 +27,8 @@ from pathlib import Path
 from typing import Dict, Tuple
 
 from export.core import ExportError, configure_logging
+from musicgen.precision import FP32, PRECISIONS
+from musicgen_client import interface as api
 
 logger = logging.getLogger("export")
 
@@ -37,6 +43,7 @@ class Family:
     """
 
     name: str
+    precision_components: Tuple[str, ...] = ()  # the graphs --precision may name; () if the family has no variants
 
     @property
     def presets(self) -> Tuple[str, ...]:
@@ -46,7 +53,8 @@ class Family:
         return importlib.import_module(f"export.{self.name}.build")
 
 
-FAMILIES: Dict[str, Family] = {f.name: f for f in (Family("audioldm"), Family("minigpt4"), Family("chatglm"))}
+FAMILIES: Dict[str, Family] = {f.name: f for f in (
+    Family("audioldm", tuple(c.name for c in api.AUDIOLDM_COMPONENTS)), Family("minigpt4"), Family("chatglm"))}
 
 
 def resolve_weights(source: str) -> Path:
@@ -75,18 +83,31 @@ def main(argv=None) -> int:
     parser.add_argument("--backend", choices=["onnxruntime", "paddle"], default="onnxruntime",
                         help="runtime the served graph models use (both graph formats are always exported)")
     parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
+    parser.add_argument("--precision", default="fp32",
+                        help=f"ONNX variants to add and serve: one of {', '.join(PRECISIONS)} for every component, "
+                        "or per component, e.g. unet=int8-static,vocoder=int8-dynamic (fp32 is always exported)")
     args = parser.parse_args(argv)
     configure_logging()
 
     family = FAMILIES[args.family]
     if args.preset and args.preset not in family.presets:
         parser.error(f"--preset {args.preset!r}: {args.family} has presets {', '.join(family.presets)}")
+    from musicgen.precision import parse_precisions
     from export.serving import Serving, write_flow_models
+
+    if args.precision != FP32 and not family.precision_components:
+        parser.error(f"--precision: {args.family} has no precision variants yet (only {FP32})")
+    try:
+        precisions = parse_precisions(args.precision, family.precision_components)
+    except ValueError as exc:
+        parser.error(str(exc))
+    if precisions and args.backend != "onnxruntime":
+        parser.error("--precision: the variants are ONNX graphs; serve them with --backend onnxruntime")
 
     build = family.build_module()
     try:
         weights = build.build_preset(args.preset, Path(args.weights_dir)) if args.preset else resolve_weights(args.weights)
-        build.export_family(weights, Path(args.out), Serving(args.backend, args.device))
+        build.export_family(weights, Path(args.out), Serving(args.backend, args.device, precisions))
         write_flow_models(Path(args.out))
     except (ExportError, FileNotFoundError, ValueError) as exc:
         logger.error("%s", exc)

@@ -20,7 +20,7 @@ from typing import Callable, ContextManager, Dict, List, Sequence
 import numpy as np
 
 from musicgen_client.interface import ComponentSpec
-from musicgen.runtime import ONNX_FILE, PADDLE_DIR, PADDLE_PARAMS, PADDLE_PROGRAM, RuntimeOptions, open_graph
+from musicgen.runtime import ONNX_FILE, PADDLE_DIR, PADDLE_PROGRAM, RuntimeOptions, open_graph
 
 logger = logging.getLogger(__name__)
 
@@ -185,13 +185,19 @@ class Component:
         ]
 
 
+def parity_cases(component: Component, weights: Path, seed: int = 0) -> Dict[str, Dict[str, np.ndarray]]:
+    """The named input cases a component's graphs are checked on: the sample case, then its more_cases."""
+    rng = np.random.default_rng(seed)
+    cases = {SAMPLE_CASE: component.sample_feeds(Path(weights), rng)}
+    cases.update(component.more_cases(Path(weights), rng))
+    return cases
+
+
 def export_component(component: Component, weights: Path, version_dir: Path, seed: int = 0) -> List[ParityResult]:
     """Eager → Paddle inference → ONNX for one component, then check both graphs against eager."""
     layer = component.load(Path(weights))
     layer.eval()
-    rng = np.random.default_rng(seed)
-    cases = {SAMPLE_CASE: component.sample_feeds(Path(weights), rng)}
-    cases.update(component.more_cases(Path(weights), rng))
+    cases = parity_cases(component, weights, seed)
     # Eager outputs first: tracing may mutate cached state on some models.
     eager = paddle_outputs(layer)
     expected = {case: eager(feeds) for case, feeds in cases.items()}

@@ -7,11 +7,12 @@ Every config is a `musicgen.repository.ModelEntry` filled into the one template;
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Mapping
 
 from musicgen.params import COMPONENT_PARAMETERS, IMAGE2MUSIC_PARAMETERS, TEXT2MUSIC_PARAMETERS, TEXTGEN_PARAMETERS
+from musicgen.precision import FP32, render_precisions
 from musicgen.repository import ModelEntry, write_model
 from musicgen_client import interface as api
 
@@ -22,17 +23,21 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Serving:
-    """How the graph models are served: runtime and device (both graph formats are always exported)."""
+    """How the graph models are served: runtime, device, and the precision variant per component (both graph
+    formats and the fp32 ONNX graph are always exported; a component not in `precisions` serves fp32)."""
 
     backend: str = "onnxruntime"
     device: str = "cpu"
+    precisions: Mapping[str, str] = field(default_factory=dict)
 
     def component_entry(self, spec: api.ComponentSpec) -> ModelEntry:
         return ModelEntry(spec.name, "component", spec.inputs, spec.outputs, COMPONENT_PARAMETERS,
-                          self.runtime_parameters(), instance_kind=self.instance_kind)
+                          self.runtime_parameters() | {"precision": self.precisions.get(spec.name, FP32)},
+                          instance_kind=self.instance_kind)
 
     def runtime_parameters(self) -> dict:
-        return {"backend": self.backend, "device": self.device}
+        """What a stage model running graphs in process is told: the runtime, and each graph's precision."""
+        return {"backend": self.backend, "device": self.device, "precision": render_precisions(self.precisions)}
 
     @property
     def instance_kind(self) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Dict, Optional, Sequence, Tuple
 
+from .precision import PRECISIONS
 from .runtime import BACKENDS
 
 
@@ -47,6 +48,9 @@ COMPONENT_PARAMETERS = (
     Param("threads", int, 0, "intra-op threads for the runtime; 0 lets it choose"),
     Param("use_onednn", bool, False, "paddle.inference on CPU only: oneDNN kernels. Off by default: on, they "
           "change the UNet's output by several percent"),
+    Param("precision", str, "fp32", "onnxruntime only: which exported ONNX variant serves (model.onnx for fp32, "
+          "model.<precision>.onnx otherwise, written by export's --precision); a missing file fails the load",
+          PRECISIONS),
     Param("allow_spinning", bool, False, "onnxruntime only: let idle intra-op threads spin-wait. Off by default: "
           "spinning threads of several models take the cores from the one that is working"),
 )
@@ -58,9 +62,12 @@ SERVED = "served"
 STAGE_GRAPH_PARAMETERS = (
     Param("graphs", str, IN_PROCESS, "in_process: the stage loads its graphs and runs them in its own process (no "
           "copy between processes per step; an LLM's KV cache stays in the runtime between steps); served: it calls "
-          "the served graph models over BLS (backend, device, threads, use_onednn and allow_spinning must then stay "
-          "default: the served models' own configs decide)", (IN_PROCESS, SERVED)),
-) + COMPONENT_PARAMETERS
+          "the served graph models over BLS (the runtime parameters must then stay default: the served models' own "
+          "configs decide)", (IN_PROCESS, SERVED)),
+) + tuple(p for p in COMPONENT_PARAMETERS if p.name != "precision") + (
+    Param("precision", str, "fp32", "onnxruntime only: the ONNX variant of each graph run in process, as export's "
+          "--precision writes it: one precision for all (fp32) or graph=precision,... (audioldm_unet=int8-static)"),
+)
 TEXTGEN_PARAMETERS = STAGE_GRAPH_PARAMETERS  # caption and chatglm
 
 TEXT2MUSIC_PARAMETERS = STAGE_GRAPH_PARAMETERS + (

@@ -13,9 +13,10 @@ from typing import Dict, List, Sequence, Union
 
 import numpy as np
 
+from .precision import FP32, ONNX_FILE, PRECISIONS, onnx_file  # noqa: F401 - ONNX_FILE: the fp32 graph, for callers
+
 logger = logging.getLogger(__name__)
 
-ONNX_FILE = "model.onnx"
 PADDLE_DIR = "paddle"  # holds model.json (PIR program) + model.pdiparams
 PADDLE_PROGRAM = "model.json"
 PADDLE_PARAMS = "model.pdiparams"
@@ -35,6 +36,7 @@ class RuntimeOptions:
     # calls) then burn the same cores against each other. Measured on 2 cores: off removes most of the
     # serving tax (FEASIBILITY.md).
     allow_spinning: bool = False
+    precision: str = FP32  # which ONNX variant file (onnx_file); the Paddle graph is fp32 only
 
 
 class GraphRunner:
@@ -101,13 +103,20 @@ class PaddleRunner(GraphRunner):
 def open_graph(version_dir: Path, options: RuntimeOptions) -> GraphRunner:
     """Load the graph of one model version folder in the chosen format."""
     version_dir = Path(version_dir)
+    if options.precision not in PRECISIONS or (options.backend == "paddle" and options.precision != FP32):
+        raise ValueError(f"precision {options.precision!r}: onnxruntime takes {', '.join(PRECISIONS)}, paddle {FP32}")
     if options.backend == "onnxruntime":
-        runner: GraphRunner = OnnxRunner(version_dir / ONNX_FILE, options)
+        graph = version_dir / onnx_file(options.precision)
+        if not graph.exists():
+            raise FileNotFoundError(f"precision {options.precision!r}: no {graph.name} in {version_dir}; export it "
+                                    f"with `python -m export ... --precision <component>={options.precision}`")
+        runner: GraphRunner = OnnxRunner(graph, options)
     elif options.backend == "paddle":
         runner = PaddleRunner(version_dir / PADDLE_DIR, options)
     else:
         raise ValueError(f"unknown backend {options.backend!r}: choose one of {', '.join(BACKENDS)}")
-    logger.info("loaded %s graph from %s (inputs %s)", options.backend, version_dir, runner.input_names)
+    logger.info("loaded %s %s graph from %s (inputs %s)", options.backend, options.precision, version_dir,
+                runner.input_names)
     return runner
 
 

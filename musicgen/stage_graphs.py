@@ -5,14 +5,16 @@ The `graphs` parameter of `musicgen.params.STAGE_GRAPH_PARAMETERS` chooses.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
 from .generation import StepFn
 from .llm.step_session import STEP_GRAPHS, open_step_session, served_step
-from .params import COMPONENT_PARAMETERS, SERVED
+from .params import SERVED, STAGE_GRAPH_PARAMETERS
+from .precision import FP32, parse_precisions
 from .runtime import RuntimeOptions, open_graph
 
 
@@ -21,10 +23,18 @@ class InProcessGraphs:
     one-shot graph (image encoder, token embedding) as a recipe's `run_stage`, `graphs.step(name)` is a step
     graph's session."""
 
-    def __init__(self, repository: Path, names: Sequence[str], options: RuntimeOptions):
-        folders = {name: Path(repository) / name / "1" for name in names}
-        self._steps = {n: open_step_session(f, options) for n, f in folders.items() if n in STEP_GRAPHS}
-        self._runners = {n: open_graph(f, options) for n, f in folders.items() if n not in STEP_GRAPHS}
+    def __init__(self, repository: Path, names: Sequence[str], options: RuntimeOptions,
+                 precisions: Optional[Dict[str, str]] = None):
+        """`precisions`: the ONNX variant per graph (musicgen.precision); the others run fp32."""
+        precisions = precisions or {}
+        self._steps, self._runners = {}, {}
+        for name in names:
+            folder = Path(repository) / name / "1"
+            graph_options = replace(options, precision=precisions.get(name, FP32))
+            if name in STEP_GRAPHS:
+                self._steps[name] = open_step_session(folder, graph_options)
+            else:
+                self._runners[name] = open_graph(folder, graph_options)
 
     def __call__(self, name: str, feeds: Dict[str, np.ndarray]) -> List[np.ndarray]:
         return self._runners[name].run(feeds)
@@ -47,15 +57,18 @@ class ServedGraphs:
 
 
 def open_stage_graphs(parameters: Dict[str, Any], repository: Path, names: Sequence[str], bls_stage):
-    """A text-generation stage's graphs as its `TEXTGEN_PARAMETERS` say: in process, or served (over `bls_stage`).
+    """A stage's graphs as its `STAGE_GRAPH_PARAMETERS` say: in process, or served (over `bls_stage`).
 
     Runtime choices only apply in process: set with `graphs` served they would be ignored, so they are refused.
     """
-    runtime = {p.name: parameters[p.name] for p in COMPONENT_PARAMETERS}
+    runtime_names = [p.name for p in STAGE_GRAPH_PARAMETERS if p.name != "graphs"]
     if parameters["graphs"] == SERVED:
-        changed = sorted(p.name for p in COMPONENT_PARAMETERS if runtime[p.name] != p.default)
+        changed = sorted(p.name for p in STAGE_GRAPH_PARAMETERS if p.name in runtime_names
+                         and parameters[p.name] != p.default)
         if changed:
             raise ValueError(f"parameters {changed} apply to graphs run in process: with graphs=served the served "
                              "graph models' own configs decide")
         return ServedGraphs(bls_stage)
-    return InProcessGraphs(repository, names, RuntimeOptions(**runtime))
+    precisions = parse_precisions(parameters["precision"], names)
+    runtime = RuntimeOptions(**{name: parameters[name] for name in runtime_names if name != "precision"})
+    return InProcessGraphs(repository, names, runtime, precisions)

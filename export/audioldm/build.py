@@ -51,3 +51,7 @@ def export_family(weights: Path, repository: Path, serving: Serving) -> None:
     check_weights_folder(weights)
     export_components("audioldm", COMPONENTS, weights, repository, serving)
     write_text2music_assets(weights, repository, serving)
+    if serving.precisions:  # needs the whole fp32 pipeline in place: calibration and fidelity run through it
+        from .precision import write_precision_variants
+
+        write_precision_variants(weights, repository, serving.precisions)

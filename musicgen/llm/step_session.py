@@ -28,7 +28,8 @@ import numpy as np
 from musicgen_client import interface as api
 
 from ..generation import StepFn
-from ..runtime import ONNX_FILE, PADDLE_DIR, OnnxRunner, PaddleRunner, RuntimeOptions, open_graph
+from ..precision import onnx_file
+from ..runtime import PADDLE_DIR, OnnxRunner, PaddleRunner, RuntimeOptions, open_graph
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ def open_step_session(version_dir: Path, options: RuntimeOptions) -> StepFn:
     """A step graph's version folder, loaded in the chosen format as a `StepFn` with a runtime-owned cache."""
     version_dir = Path(version_dir)
     if options.backend == "onnxruntime":
-        session: Any = OrtStepSession(version_dir / ONNX_FILE, options)
+        session: Any = OrtStepSession(version_dir / onnx_file(options.precision), options)
     elif options.backend == "paddle":
         session = PaddleStepSession(version_dir / PADDLE_DIR, options)
     else:
