@@ -76,7 +76,7 @@ def run_point(url: str, protocol: str, pipeline: str, workload: Workload, concur
 
     def one(seed: int) -> Tuple[Optional[float], Optional[str]]:
         client = getattr(per_thread, "client", None)
-        if client is None:  # connecting is not part of a request's latency
+        if client is None:  # one client per thread, reused: a request is not charged with building one
             client = per_thread.client = MusicClient(url, protocol, timeout_s)
             with lock:
                 clients.append(client)
