@@ -181,6 +181,17 @@ def _stage_tables(points: List[Dict]) -> List[str]:
     if lines:
         lines += ["", "(n): requests the model served at that point; a component model serves several per pipeline "
                       "request (the UNet once per step)."]
+    for (pipeline, protocol), group in groups.items():
+        stages = sorted({s for p in group for s in p.get("engine", {})})
+        if not stages:
+            continue
+        lines += ["", f"### text2music's engine: {pipeline} over {protocol}, ms per call (requests per call)", "",
+                  "| component | " + " | ".join(f"c={p['concurrency']}" for p in group) + " |",
+                  "|---|" + "---|" * len(group)]
+        for stage in stages:
+            cells = [f"{e['ms_per_call']:,.1f} ({e['requests_per_call']:.2f})" if (e := p.get("engine", {}).get(stage))
+                     else "–" for p in group]
+            lines.append(f"| {stage} | " + " | ".join(cells) + " |")
     return lines
 
 

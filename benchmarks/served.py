@@ -116,6 +116,45 @@ def latency_summary(latencies: List[float]) -> Dict[str, Optional[float]]:
             "min_s": float(values.min()), "max_s": float(values.max())}
 
 
+# ---- the batching engine's own metrics (text2music runs its graphs in process: Triton sees one model) -------------
+EngineCounters = Dict[str, Dict[str, float]]  # stage -> {"calls", "seconds", "items"}
+
+
+def fetch_engine(metrics_url: Optional[str]) -> EngineCounters:
+    """Per component, the engine's calls, seconds and requests carried so far (musicgen_* on the metrics port)."""
+    if not metrics_url:
+        return {}
+    import urllib.request
+
+    text = urllib.request.urlopen(metrics_url, timeout=10).read().decode()
+    return parse_engine(text)
+
+
+def parse_engine(text: str) -> EngineCounters:
+    fields = {"musicgen_stage_seconds_count": "calls", "musicgen_stage_seconds_sum": "seconds",
+              "musicgen_batch_size_sum": "items"}
+    counters: EngineCounters = {}
+    for line in text.splitlines():
+        name = line.split("{", 1)[0]
+        if name in fields and 'stage="' in line:
+            stage = line.split('stage="', 1)[1].split('"', 1)[0]
+            counters.setdefault(stage, {})[fields[name]] = float(line.rsplit(" ", 1)[1])
+    return counters
+
+
+def engine_delta(before: EngineCounters, after: EngineCounters) -> Dict[str, Dict]:
+    """Per component called in between: calls, mean ms per call, mean requests per call (the batch)."""
+    delta = {}
+    for stage, now in sorted(after.items()):
+        old = before.get(stage, {})
+        calls = now.get("calls", 0) - old.get("calls", 0)
+        if calls:
+            delta[stage] = {"calls": int(calls),
+                            "ms_per_call": 1000 * (now.get("seconds", 0) - old.get("seconds", 0)) / calls,
+                            "requests_per_call": (now.get("items", 0) - old.get("items", 0)) / calls}
+    return delta
+
+
 # ---- Triton statistics --------------------------------------------------------------------------------------------
 def fetch_stats(url: str, protocol: str) -> Snapshot:
     """A snapshot of every model's statistics (the statistics extension, `/v2/models/stats`)."""

@@ -83,6 +83,9 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     server.add_argument("--http-url", help="host:port of a running server's HTTP endpoint")
     server.add_argument("--grpc-url", help="host:port of a running server's gRPC endpoint")
     server.add_argument("--server-pid", type=int, help="pid of that running tritonserver, to sample its memory")
+    server.add_argument("--metrics-url", help="http://host:port/metrics of that server: the batching engine's "
+                        "per-component split (text2music runs its graphs in process, so Triton's statistics see one "
+                        "model)")
     out = parser.add_argument_group("output")
     out.add_argument("--out-dir", type=Path, default=ROOT / "benchmarks" / "results")
     out.add_argument("--name", help="file stem (default: sweep-<repository folder name>)")
@@ -150,7 +153,7 @@ def endpoints(args: argparse.Namespace) -> Iterator[Tuple[Dict[str, str], Option
         missing = [p for p in args.protocols if not given[p]]
         if missing:
             raise SystemExit(f"no URL given for {', '.join(missing)}: pass --{missing[0]}-url or drop it from --protocols")
-        yield given, args.server_pid
+        yield given | {"metrics": args.metrics_url}, args.server_pid
         return
     from musicgen.serving import TritonServer, free_ports
 
@@ -159,7 +162,7 @@ def endpoints(args: argparse.Namespace) -> Iterator[Tuple[Dict[str, str], Option
     try:
         server.start()
         server.wait_until_ready(600)
-        yield {"http": server.http_url, "grpc": server.grpc_url}, server.process.pid
+        yield {"http": server.http_url, "grpc": server.grpc_url, "metrics": server.metrics_url}, server.process.pid
     finally:
         server.stop()
 
@@ -183,7 +186,7 @@ def run_served(args: argparse.Namespace, workload: Workload, urls: Dict[str, str
             for concurrency in args.concurrency:
                 for protocol in args.protocols:
                     count = requests_at(args, concurrency)
-                    before = stats(pipeline)
+                    before, engine_before = stats(pipeline), served.fetch_engine(urls.get("metrics"))
                     if sampler:
                         sampler.window()
                     point = served.run_point(urls[protocol], protocol, pipeline, workload, concurrency, count, seed,
@@ -191,7 +194,8 @@ def run_served(args: argparse.Namespace, workload: Workload, urls: Dict[str, str
                     seed += count
                     expected[pipeline] += count
                     stages = served.stats_delta(before, stats(pipeline))
-                    points.append(point_row(pipeline, protocol, concurrency, point, stages,
+                    engine = served.engine_delta(engine_before, served.fetch_engine(urls.get("metrics")))
+                    points.append(point_row(pipeline, protocol, concurrency, point, stages, engine,
                                             sampler.window() if sampler else None))
                     log.info("%s/%s c=%d: p50 %s s, %.2f req/s, %d failed", pipeline, protocol, concurrency,
                              _fmt(points[-1]["p50_s"]), points[-1]["throughput_rps"], points[-1]["failed"])
@@ -208,13 +212,13 @@ def run_served(args: argparse.Namespace, workload: Workload, urls: Dict[str, str
             "server_peak_processes": sampler.peak_processes if sampler else None}
 
 
-def point_row(pipeline: str, protocol: str, concurrency: int, point: served.PointResult, stages: Dict,
+def point_row(pipeline: str, protocol: str, concurrency: int, point: served.PointResult, stages: Dict, engine: Dict,
               peak_bytes: Optional[int]) -> Dict:
     return {"pipeline": pipeline, "protocol": protocol, "concurrency": concurrency, "requests": point.requests,
             "ok": len(point.latencies_s), "failed": len(point.errors), "errors": point.errors[:5],
             "wall_s": point.wall_s, "throughput_rps": len(point.latencies_s) / point.wall_s,
             **served.latency_summary(point.latencies_s), "latencies_s": point.latencies_s,
-            "server_peak_rss_mb": peak_bytes / 2**20 if peak_bytes else None, "stages": stages}
+            "server_peak_rss_mb": peak_bytes / 2**20 if peak_bytes else None, "stages": stages, "engine": engine}
 
 
 def _fmt(value: Optional[float]) -> str:

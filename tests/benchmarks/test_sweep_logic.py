@@ -153,3 +153,22 @@ def test_settled_stats_waits_for_the_last_request_to_be_counted(monkeypatch):
     assert served.settled_stats("url", "http", "text2music", expected=2) == counted(2)
     monkeypatch.setattr(served, "fetch_stats", lambda url, protocol: counted(1))
     assert served.settled_stats("url", "http", "text2music", expected=2, timeout_s=0.1) == counted(1)
+
+
+def test_engine_split_comes_from_the_metrics_port():
+    before = served.parse_engine(
+        '# TYPE musicgen_stage_seconds histogram\n'
+        'musicgen_stage_seconds_count{model="text2music",stage="audioldm_unet"} 10\n'
+        'musicgen_stage_seconds_sum{model="text2music",stage="audioldm_unet"} 5\n'
+        'musicgen_batch_size_sum{model="text2music",stage="audioldm_unet"} 10\n'
+        'nv_inference_count{model="text2music",version="1"} 3\n')
+    after = served.parse_engine(
+        'musicgen_stage_seconds_count{model="text2music",stage="audioldm_unet"} 14\n'
+        'musicgen_stage_seconds_sum{model="text2music",stage="audioldm_unet"} 7\n'
+        'musicgen_batch_size_sum{model="text2music",stage="audioldm_unet"} 22\n'
+        'musicgen_stage_seconds_count{model="text2music",stage="audioldm_vocoder"} 1\n'
+        'musicgen_stage_seconds_sum{model="text2music",stage="audioldm_vocoder"} 0.5\n'
+        'musicgen_batch_size_sum{model="text2music",stage="audioldm_vocoder"} 3\n')
+    assert served.engine_delta(before, after) == {
+        "audioldm_unet": {"calls": 4, "ms_per_call": 500.0, "requests_per_call": 3.0},
+        "audioldm_vocoder": {"calls": 1, "ms_per_call": 500.0, "requests_per_call": 3.0}}
