@@ -8,10 +8,11 @@ parity-checked; the served `precision` parameter picks the file (musicgen.precis
 
 - int8-dynamic: `quantize_dynamic`, int8 weights, activations quantized at run time (uint8, per tensor).
 - int8-static: `quantize_static`, QDQ, uint8 activations with ranges calibrated on recorded real inputs and
-  int8 per-channel weights: onnxruntime fuses the QDQ pairs into QLinearConv/QLinearMatMul, u8s8 kernels that
-  use VNNI on x86.
-- fp16: `onnxruntime.transformers.float16` with fp32 inputs and outputs kept: the GPU option. onnxruntime's
-  CPU provider has no fp16 kernels for most of these ops, so it is only checked to load where it can run.
+  int8 per-channel weights: onnxruntime fuses the QDQ pairs into QLinearConv/QLinearMatMul (u8s8 kernels: VNNI
+  where the CPU has it, AVX2 otherwise).
+- fp16: `onnxruntime.transformers.float16` with fp32 inputs and outputs kept: the GPU option (it also loads
+  and runs on the CPU provider, which is what the export's fidelity check uses).
+bf16 is not offered: onnxruntime's x86 CPU provider has no bf16 kernels (benchmarks/README.md).
 
 paddle2onnx stores weights as Constant nodes, which the quantizers take for activations; onnxruntime's own
 `quant_pre_process` (shape inference plus its basic graph optimiser) turns them into initializers first.

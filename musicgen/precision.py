@@ -8,7 +8,7 @@ from typing import Dict, Sequence
 
 ONNX_FILE = "model.onnx"  # the fp32 graph
 FP32 = "fp32"
-# int8-*: onnxruntime quantization (CPU, VNNI); fp16: the GPU option (onnxruntime.transformers.float16).
+# int8-*: onnxruntime quantization (CPU); fp16: the GPU option (onnxruntime.transformers.float16).
 PRECISIONS = (FP32, "int8-dynamic", "int8-static", "fp16")
 
 
