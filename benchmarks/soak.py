@@ -184,7 +184,9 @@ def judge_answer(request: Request, result) -> Tuple[str, str]:
     problem = check_audio(request, result)
     if problem:
         return "wrong", problem
-    return ("finished" if request.kind == "cancelled" else "ok"), ""
+    if request.kind == "cancelled":
+        return "finished", f"answered before its {'cancel' if request.cancel_after_s is not None else 'deadline'}"
+    return "ok", ""
 
 
 def judge_error(request: Request, exc: InferenceServerException) -> Tuple[str, str]:
@@ -318,6 +320,8 @@ def summarise(results: List[Ended], wall_s: float, timeline: RssTimeline, peak_b
     return {"requests": len(results), "wall_s": wall_s, "outcomes": outcomes, "by_kind": by_kind,
             "failures": sum(outcomes[o] for o in FAILURES),
             "failed": [vars(e) for e in results if e.outcome in FAILURES],
+            "ended": [[e.index, e.kind, e.protocol, e.outcome, round(e.latency_s, 4), e.detail[:120]]
+                      for e in sorted(results, key=lambda e: e.index)],
             "latency": latency, "server_rss": memory}
 
 
