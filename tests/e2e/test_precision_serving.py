@@ -13,7 +13,7 @@ from export.serving import Serving
 from musicgen.audioldm.config import AudioLDMConfig
 from musicgen.repository import write_model
 from musicgen.runtime import RuntimeOptions, open_graph
-from musicgen.server import TritonServer, TritonServerError, free_ports
+from musicgen.serving import TritonServer, TritonServerError, free_ports
 from musicgen_client import interface as api
 
 pytestmark = pytest.mark.e2e
