@@ -41,7 +41,6 @@ def test_every_request_succeeded_at_every_point(quick_run):
         assert point["p50_s"] > 0 and point["throughput_rps"] > 0 and point["server_peak_rss_mb"] > 0
         # Triton's own count over the point: exactly these requests reached the pipeline's model, then text2music.
         assert point["stages"][pipeline]["requests"] == 2 and point["stages"]["text2music"]["requests"] == 2
-        assert point["stages"]["audioldm_unet"]["requests"] >= 2
 
 
 def test_local_modes_render_the_served_waveform(quick_run):
