@@ -10,7 +10,7 @@ HTTP_PORT ?= 8000
 GRPC_PORT ?= 8001
 METRICS_PORT ?= 8002
 
-.PHONY: demo test install export serve bench clean
+.PHONY: demo test install export serve bench soak clean
 
 # --- install: a Python 3.11 venv with the pinned export/server stack and both packages (editable) -----
 install: $(VENV)/.installed
@@ -50,6 +50,11 @@ test: export
 # --- bench: the serving benchmark (benchmarks/README.md) into benchmarks/results; BENCH_ARGS=--quick: smoke run
 bench: export
 	$(PY) benchmarks/sweep.py --repository $(REPO) --weights build/weights/audioldm-$(AUDIOLDM_PRESET) $(BENCH_ARGS)
+
+# --- soak: 600 mixed requests at concurrency 8 on the tiny models, every one accounted for (README "Soak");
+# --- its reports go to benchmarks/results; exit 1 on a lost request, an unexpected 5xx or a wrong answer
+soak: export
+	$(PY) benchmarks/soak.py --repository $(REPO) $(SOAK_ARGS)
 
 clean:
 	rm -rf build

@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
-from PIL import Image
 from tritonclient.utils import InferenceServerException
 
-from images import encode, png_claiming  # tests/images.py
+from cases import BAD_IMAGES, PHOTO  # tests/cases.py
 from musicgen.llm.recipes import ImageToMusicPrompt
 from musicgen.runtime import RuntimeOptions, local_stage_runner
 from musicgen_client import flow
@@ -25,7 +24,6 @@ OPTIONS = {api.NUM_INFERENCE_STEPS: np.array([3], np.int32), api.AUDIO_LENGTH_IN
 TYPES = {np.dtype(object): "BYTES", np.dtype(np.float32): "FP32", np.dtype(np.int32): "INT32", np.dtype(np.int64): "INT64"}
 
 
-PHOTO = encode(Image.fromarray(np.random.default_rng(3).integers(0, 256, (60, 80, 3), dtype=np.uint8)))
 
 
 def call(server, model, arrays, protocol="http"):
@@ -84,15 +82,6 @@ def test_served_caption_equals_the_recipe_over_local_graphs(model_repository, se
     assert flow.audio_prompt(music.music_prompt, caption.caption, api.MAX_PROMPT_BYTES) == text(served, api.MUSIC_PROMPT)
 
 
-BAD_IMAGES = [
-    (b"", "image: is empty"),
-    (b"definitely not a picture", "image: is not a recognised image"),
-    (PHOTO[: len(PHOTO) // 3], "image: is corrupt or truncated"),
-    (encode(Image.new("RGB", (8, 8)), "GIF"), "image: is GIF: allowed PNG, JPEG"),
-    (png_claiming(100_000, 100_000), "image: is too large to decode"),
-    (png_claiming(8_000, 8_000), "pixels: allowed at most"),
-    (png_claiming(0, 12), "image: "),
-]
 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])

@@ -11,6 +11,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
+from cases import TEXT2MUSIC_BAD_FIELDS, TEXT2MUSIC_MALFORMED, arrays_of  # tests/cases.py
 from musicgen.params import COMPONENT_PARAMETERS, TEXT2MUSIC_PARAMETERS
 from musicgen.protocol import AudioOptions
 from musicgen.repository import ModelEntry, write_model
@@ -20,7 +21,6 @@ pytestmark = pytest.mark.e2e
 
 PROMPT = "a calm piano melody"
 CLIENTS = {"http": httpclient, "grpc": grpcclient}
-DTYPES = {"BYTES": object, "FP32": np.float32, "INT32": np.int32, "INT64": np.int64}
 
 
 def url(server, protocol):
@@ -30,10 +30,7 @@ def url(server, protocol):
 def infer(server, protocol="http", model=api.TEXT2MUSIC, raw=None, **fields):
     """Send `fields` (interface names → python values) or `raw` (name → np array) as one request."""
     lib = CLIENTS[protocol]
-    specs = {t.name: t for t in api.TEXT2MUSIC_INPUTS}
-    arrays = dict(raw or {})
-    for name, value in fields.items():
-        arrays[name] = np.array([value.encode() if isinstance(value, str) else value], dtype=DTYPES[specs[name].datatype])
+    arrays = {**(raw or {}), **arrays_of(fields)}
     inputs = []
     for name, array in arrays.items():
         datatype = "BYTES" if array.dtype == object else {np.float32: "FP32", np.int32: "INT32", np.int64: "INT64",
@@ -118,20 +115,10 @@ def test_length_between_mel_frames_is_floored_like_ppdiffusers(triton_server, ea
     assert 1.045 * rate - 160 <= audio.shape[0] <= 1.045 * rate
 
 
-BAD_REQUESTS = [
-    (dict(num_inference_steps=0), "num_inference_steps: 0 is out of range: allowed 1 to 500"),
-    (dict(num_inference_steps=10_000), "num_inference_steps: 10000 is out of range"),
-    (dict(audio_length_in_s=float("nan")), "audio_length_in_s: nan is out of range"),
-    (dict(audio_length_in_s=120.0), "audio_length_in_s: 120.0 is out of range: allowed 0.0 to 60.0"),
-    (dict(audio_length_in_s=0.01), "audio_length_in_s: 0.01"),  # below one latent row of this model
-    (dict(guidance_scale=-2.0), "guidance_scale: -2.0 is out of range"),
-    (dict(guidance_scale=float("inf")), "guidance_scale: inf is out of range"),
-    (dict(seed=-1), "seed: -1 is out of range"),
-]
 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
-@pytest.mark.parametrize("fields,message", BAD_REQUESTS)
+@pytest.mark.parametrize("fields,message", TEXT2MUSIC_BAD_FIELDS)
 def test_out_of_range_parameters_get_400(triton_server, protocol, fields, message):
     with pytest.raises(InferenceServerException) as err:
         infer(triton_server, protocol, prompt=PROMPT, **fields)
@@ -140,14 +127,7 @@ def test_out_of_range_parameters_get_400(triton_server, protocol, fields, messag
 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
-@pytest.mark.parametrize("raw,message", [
-    ({api.PROMPT: np.array([b""], dtype=object)}, "prompt: must not be empty"),
-    ({api.PROMPT: np.array([b"\xff\xfe\xfd"], dtype=object)}, "prompt: is not valid UTF-8"),
-    ({api.PROMPT: np.array([b"a" * 100_000], dtype=object)}, "prompt: is 100000 bytes long: allowed at most 4096"),
-    ({api.NEGATIVE_PROMPT: np.array([b"ok"], dtype=object)}, "prompt"),  # prompt missing
-    ({api.PROMPT: np.array([b"x"], dtype=object), api.SEED: np.array([1.5], dtype=np.float32)}, "seed"),  # dtype
-    ({api.PROMPT: np.array([b"a", b"b"], dtype=object)}, "prompt"),  # shape
-])
+@pytest.mark.parametrize("raw,message", TEXT2MUSIC_MALFORMED)
 def test_malformed_requests_get_400(triton_server, protocol, raw, message):
     with pytest.raises(InferenceServerException) as err:
         infer(triton_server, protocol, raw=raw)
