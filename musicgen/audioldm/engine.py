@@ -177,7 +177,11 @@ class AudioLDMEngine:
                     self._wake.wait()
                 if self._stopped:
                     break
-            self.step()
+            try:
+                self.step()
+            except Exception as exc:  # noqa: BLE001 - a bug here must not leave requests waiting forever
+                logger.exception("engine iteration failed: failing the requests it held")
+                self._fail_all(exc)
         self._fail_all(UnavailableError("the server is shutting down"))
 
     def stop(self) -> None:
@@ -197,22 +201,30 @@ class AudioLDMEngine:
             self._guarded(group, self._decode)
         self.observer.depth(len(self._active), len(self._waiting))
 
+    def _wanted(self, job: Job, when: str) -> bool:
+        """Whether the caller still waits for `job`; if not (or asking fails), it is answered here."""
+        try:
+            if job.keep_going():
+                return True
+            error: BaseException = CancelledError(f"cancelled {when}")
+        except Exception as exc:  # noqa: BLE001 - the job fails, the loop goes on
+            error = exc
+        self._finish(job, error=error)
+        return False
+
     def _drop_cancelled(self) -> None:
         for job in list(self._active):
-            if not job.keep_going():
-                done = f"after {job.step_index} of {len(job.timesteps)} steps" if job.timesteps else "before it started"
-                self._finish(job, error=CancelledError(f"cancelled {done}"))
+            self._wanted(job, f"after {job.step_index} of {len(job.timesteps)} steps" if job.timesteps
+                         else "before it started")
 
     def _admit(self) -> List[Job]:
         admitted = []
         with self._wake:
             while self._waiting and len(self._active) < self.limits.max_active:
                 job = self._waiting.popleft()
-                if job.keep_going():
+                if self._wanted(job, "while waiting"):
                     admitted.append(job)
                     self._active.append(job)
-                else:
-                    self._finish(job, error=CancelledError("cancelled while waiting"))
         return admitted
 
     def _guarded(self, jobs: List[Job], stage: Callable[[List[Job]], None]) -> None:

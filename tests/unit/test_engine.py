@@ -226,7 +226,7 @@ def test_limits_are_checked():
 def test_serving_thread_answers_submissions_from_other_threads_and_stops():
     collector = Collector()
     engine = make_engine()
-    loop = threading.Thread(target=engine.run_forever)
+    loop = threading.Thread(target=engine.run_forever, daemon=True)  # a failing test must not hang pytest
     loop.start()
     done = threading.Event()
     job = collector.job("a", *REQUESTS["a"])
@@ -270,3 +270,30 @@ def test_a_full_queue_refuses_at_once():
     engine.submit(collector.job("a", *REQUESTS["a"]))
     with pytest.raises(UnavailableError, match="busy: 0 requests running and 1 waiting"):
         engine.submit(collector.job("b", *REQUESTS["b"]))
+
+
+def test_the_serving_loop_survives_a_failing_cancellation_check():
+    """An error asking whether the caller still waits fails that request, not the loop."""
+    collector = Collector()
+    engine = make_engine()
+    loop = threading.Thread(target=engine.run_forever, daemon=True)  # a failing test must not hang pytest
+    loop.start()
+    done = threading.Event()
+
+    def broken_keep_going():
+        raise RuntimeError("is_cancelled failed")
+
+    def job(name, **kwargs):
+        j = collector.job(name, *REQUESTS[name], **kwargs)
+        finish = j.finish
+        j.finish = lambda audio, error: (finish(audio, error), done.set())
+        return j
+
+    engine.submit(job("a", keep_going=broken_keep_going))
+    assert done.wait(10) and "is_cancelled failed" in str(collector.results["a"])
+    done.clear()
+    engine.submit(job("b"))
+    assert done.wait(10)
+    np.testing.assert_array_equal(collector.results["b"], alone("b"))
+    engine.stop()
+    loop.join(10)
