@@ -28,7 +28,7 @@ from ..protocol import InvalidRequestError
 from . import prompts
 from .feeds import ChatGLMFeeds, KVShape, LlamaEmbedsFeeds, chatglm_prompt_inputs
 from .image import PREPROCESS_FILE, ImagePreprocessConfig, preprocess_image
-from .step_session import served_step
+from .step_session import checked_step, served_step
 from .tokenizers import SentencePieceTokenizer
 
 logger = logging.getLogger(__name__)
@@ -93,7 +93,7 @@ class CaptionRecipe:
         self.image_config = ImagePreprocessConfig.load(assets / PREPROCESS_FILE)
         self.tokenizer = SentencePieceTokenizer.load(assets / TOKENIZER_DIR)
         self.run_stage = run_stage
-        self.step = step or served_step(run_stage, api.MINIGPT4_LLM_STEP)
+        self.step = checked_step(step or served_step(run_stage, api.MINIGPT4_LLM_STEP), api.MINIGPT4_LLM_STEP)
         first, second = prompts.split_prompt(self.config.question, self.config.prompt_template)
         # As MiniGPT4Processor: BOS before the text ahead of the image, none after it.
         self.first_ids = self.tokenizer.encode(first, add_special_tokens=True)
@@ -147,7 +147,7 @@ class ChatGLMRecipe:
         assets = Path(assets)
         self.config = TextGenConfig.load(assets)
         self.tokenizer = SentencePieceTokenizer.load(assets / TOKENIZER_DIR)
-        self.step = step or served_step(run_stage, api.CHATGLM_LLM_STEP)
+        self.step = checked_step(step or served_step(run_stage, api.CHATGLM_LLM_STEP), api.CHATGLM_LLM_STEP)
 
     def prompt_ids(self, prompt: str) -> List[int]:
         ids = self.tokenizer.encode(prompt, add_special_tokens=False)

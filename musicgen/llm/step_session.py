@@ -28,6 +28,7 @@ import numpy as np
 from musicgen_client import interface as api
 
 from ..generation import StepFn
+from ..protocol import check_finite
 from ..precision import onnx_file
 from ..runtime import PADDLE_DIR, OnnxRunner, PaddleRunner, RuntimeOptions, open_graph
 
@@ -101,3 +102,13 @@ def open_step_session(version_dir: Path, options: RuntimeOptions) -> StepFn:
 def served_step(run_stage, name: str) -> StepFn:
     """A step graph reached through `run_stage` (BLS inside Triton): the cache travels as numpy both ways."""
     return lambda feeds: tuple(run_stage(name, feeds))
+
+
+def checked_step(step: StepFn, name: str) -> StepFn:
+    """`step`, refusing non-finite logits (a broken or fp16-overflowing graph): BadOutputError naming `name`,
+    never tokens picked from NaN."""
+    def run(feeds):
+        logits, past = step(feeds)
+        check_finite(name, logits, " in its logits")
+        return logits, past
+    return run

@@ -56,3 +56,17 @@ def test_served_graphs_call_every_graph_through_bls_the_step_included():
 def test_runtime_choices_are_refused_when_the_graphs_are_served(name, value):
     with pytest.raises(ValueError, match=f"\\['{name}'\\] apply to graphs run in process"):
         open_stage_graphs(parameters(graphs="served", **{name: value}), None, [], None)
+
+
+def test_non_finite_logits_are_a_bad_output_naming_the_step_graph():
+    import numpy as np
+
+    from musicgen.llm.step_session import checked_step
+    from musicgen.protocol import BadOutputError
+
+    logits = np.array([[0.5, np.nan, np.inf]], dtype=np.float32)
+    step = checked_step(lambda feeds: (logits, "cache"), api.CHATGLM_LLM_STEP)
+    with pytest.raises(BadOutputError, match="stage chatglm_llm_step failed: produced 2 non-finite values .* in its logits"):
+        step({})
+    fine = checked_step(lambda feeds: (np.zeros((1, 3), np.float32), "cache"), api.CHATGLM_LLM_STEP)
+    assert fine({})[1] == "cache"
