@@ -15,8 +15,10 @@ import concurrent.futures
 import logging
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Tuple
+from pathlib import Path
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
@@ -114,6 +116,23 @@ def latency_summary(latencies: List[float]) -> Dict[str, Optional[float]]:
     p50, p90, p99 = np.percentile(values, [50, 90, 99])
     return {"p50_s": float(p50), "p90_s": float(p90), "p99_s": float(p99), "mean_s": float(values.mean()),
             "min_s": float(values.min()), "max_s": float(values.max())}
+
+
+# ---- a server of our own -------------------------------------------------------------------------------------------
+@contextmanager
+def started_server(repository: Path, log_dir: Path, name: str) -> Iterator:
+    """A tritonserver over `repository` on free loopback ports, ready, its log `<log_dir>/<name>-tritonserver-<port>.log`;
+    stopped on exit."""
+    from musicgen.serving import TritonServer, free_ports
+
+    ports = free_ports(3)
+    server = TritonServer(repository, *ports, log_file=Path(log_dir) / f"{name}-tritonserver-{ports[0]}.log")
+    try:
+        server.start()
+        server.wait_until_ready(600)
+        yield server
+    finally:
+        server.stop()
 
 
 # ---- the batching engine's own metrics (text2music runs its graphs in process: Triton sees one model) -------------

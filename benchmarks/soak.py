@@ -334,16 +334,8 @@ def endpoints(args: argparse.Namespace) -> Iterator[Tuple[Dict[str, str], Option
             raise SystemExit("give both --http-url and --grpc-url")
         yield {"http": args.http_url, "grpc": args.grpc_url}, args.server_pid, None
         return
-    from musicgen.serving import TritonServer, free_ports
-
-    ports = free_ports(3)
-    server = TritonServer(args.repository, *ports, log_file=ROOT / "build" / f"soak-tritonserver-{ports[0]}.log")
-    try:
-        server.start()
-        server.wait_until_ready(600)
+    with served.started_server(args.repository, ROOT / "build", "soak") as server:
         yield {"http": server.http_url, "grpc": server.grpc_url}, server.process.pid, server
-    finally:
-        server.stop()
 
 
 def still_serving(urls: Dict[str, str]) -> str:

@@ -155,16 +155,8 @@ def endpoints(args: argparse.Namespace) -> Iterator[Tuple[Dict[str, str], Option
             raise SystemExit(f"no URL given for {', '.join(missing)}: pass --{missing[0]}-url or drop it from --protocols")
         yield given | {"metrics": args.metrics_url}, args.server_pid
         return
-    from musicgen.serving import TritonServer, free_ports
-
-    ports = free_ports(3)
-    server = TritonServer(args.repository, *ports, log_file=ROOT / "build" / f"sweep-tritonserver-{ports[0]}.log")
-    try:
-        server.start()
-        server.wait_until_ready(600)
+    with served.started_server(args.repository, ROOT / "build", "sweep") as server:
         yield {"http": server.http_url, "grpc": server.grpc_url, "metrics": server.metrics_url}, server.process.pid
-    finally:
-        server.stop()
 
 
 def run_served(args: argparse.Namespace, workload: Workload, urls: Dict[str, str], pid: Optional[int]) -> Dict:
