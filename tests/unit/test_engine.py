@@ -223,23 +223,36 @@ def test_limits_are_checked():
         EngineLimits(max_active=0)
 
 
+class Served:
+    """The engine driven by its own serving thread, as text2music runs it; `submit(name)` waits for the answer."""
+
+    def __init__(self):
+        self.collector = Collector()
+        self.engine = make_engine()
+        self.loop = threading.Thread(target=self.engine.run_forever, daemon=True)  # a failing test must not hang
+        self.loop.start()
+
+    def submit(self, name, **kwargs):
+        done = threading.Event()
+        job = self.collector.job(name, *REQUESTS[name], **kwargs)
+        finish = job.finish
+        job.finish = lambda audio, error: (finish(audio, error), done.set())
+        self.engine.submit(job)
+        assert done.wait(10), f"{name} was never answered"
+        return self.collector.results[name]
+
+    def stop(self):
+        self.engine.stop()
+        self.loop.join(10)
+        assert not self.loop.is_alive()
+
+
 def test_serving_thread_answers_submissions_from_other_threads_and_stops():
-    collector = Collector()
-    engine = make_engine()
-    loop = threading.Thread(target=engine.run_forever, daemon=True)  # a failing test must not hang pytest
-    loop.start()
-    done = threading.Event()
-    job = collector.job("a", *REQUESTS["a"])
-    finish = job.finish
-    job.finish = lambda audio, error: (finish(audio, error), done.set())
-    engine.submit(job)
-    assert done.wait(10)
-    np.testing.assert_array_equal(collector.results["a"], alone("a"))
-    engine.stop()
-    loop.join(10)
-    assert not loop.is_alive()
+    served = Served()
+    np.testing.assert_array_equal(served.submit("a"), alone("a"))
+    served.stop()
     with pytest.raises(UnavailableError, match="shutting down"):
-        engine.submit(collector.job("b", *REQUESTS["b"]))
+        served.engine.submit(served.collector.job("b", *REQUESTS["b"]))
 
 
 def test_nan_from_the_unet_fails_that_request_naming_the_stage_and_step():
@@ -274,26 +287,11 @@ def test_a_full_queue_refuses_at_once():
 
 def test_the_serving_loop_survives_a_failing_cancellation_check():
     """An error asking whether the caller still waits fails that request, not the loop."""
-    collector = Collector()
-    engine = make_engine()
-    loop = threading.Thread(target=engine.run_forever, daemon=True)  # a failing test must not hang pytest
-    loop.start()
-    done = threading.Event()
+    served = Served()
 
     def broken_keep_going():
         raise RuntimeError("is_cancelled failed")
 
-    def job(name, **kwargs):
-        j = collector.job(name, *REQUESTS[name], **kwargs)
-        finish = j.finish
-        j.finish = lambda audio, error: (finish(audio, error), done.set())
-        return j
-
-    engine.submit(job("a", keep_going=broken_keep_going))
-    assert done.wait(10) and "is_cancelled failed" in str(collector.results["a"])
-    done.clear()
-    engine.submit(job("b"))
-    assert done.wait(10)
-    np.testing.assert_array_equal(collector.results["b"], alone("b"))
-    engine.stop()
-    loop.join(10)
+    assert "is_cancelled failed" in str(served.submit("a", keep_going=broken_keep_going))
+    np.testing.assert_array_equal(served.submit("b"), alone("b"))
+    served.stop()
