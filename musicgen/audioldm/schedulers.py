@@ -75,6 +75,12 @@ def _betas(config: Mapping) -> np.ndarray:
 
 
 # --- config reading ------------------------------------------------------------------------------------------
+def _alphas_cumprod(config: Mapping):
+    """The cumulative alphas of the training schedule, and the one DDIM and PNDM step to past the last timestep."""
+    alphas_cumprod = np.cumprod(_F32(1) - _betas(config), dtype=_F32)
+    return alphas_cumprod, _F32(1) if config["set_alpha_to_one"] else alphas_cumprod[0]
+
+
 def _read_options(name: str, defaults: Mapping, supported: Mapping, config: Mapping) -> Dict:
     """ppdiffusers' defaults overlaid with the config; a value outside `supported` (option → allowed values) is
     refused, naming what is ported."""
@@ -114,8 +120,7 @@ class DDIMScheduler:
 
     def __init__(self, config: Mapping):
         self.config = _read_options(type(self).__name__, self.DEFAULTS, self.SUPPORTED, config)
-        self.alphas_cumprod = np.cumprod(_F32(1) - _betas(self.config), dtype=_F32)
-        self.final_alpha_cumprod = _F32(1) if self.config["set_alpha_to_one"] else self.alphas_cumprod[0]
+        self.alphas_cumprod, self.final_alpha_cumprod = _alphas_cumprod(self.config)
         self.num_inference_steps = None
         self.timesteps = np.arange(self.config["num_train_timesteps"])[::-1].astype(np.int64)
 
@@ -183,8 +188,7 @@ class PNDMScheduler:
 
     def __init__(self, config: Mapping):
         self.config = _read_options(type(self).__name__, self.DEFAULTS, self.SUPPORTED, config)
-        self.alphas_cumprod = np.cumprod(_F32(1) - _betas(self.config), dtype=_F32)
-        self.final_alpha_cumprod = _F32(1) if self.config["set_alpha_to_one"] else self.alphas_cumprod[0]
+        self.alphas_cumprod, self.final_alpha_cumprod = _alphas_cumprod(self.config)
         self.num_inference_steps = None
         self.timesteps = None
 
