@@ -3,7 +3,8 @@
 Each way of running a pipeline is ONE small function below that returns `render(workload) -> Rendered`; they
 are the only places that call the project's recipes or the eager models, so an API change is mended here once:
 
-- `exported_text2music`: `AudioLDMRecipe` over `local_stage_runner` (onnxruntime or paddle.inference graphs);
+- `exported_text2music`: `AudioLDMRecipe` over the graphs as the served text2music config sets them up
+  (`open_stage_graphs`: device, precisions, CUDA graphs), on onnxruntime or paddle.inference;
 - `exported_image2music`: `ImageToMusicPrompt` (caption + ChatGLM recipes) then the same AudioLDM recipe;
 - `eager_text2music`: ppdiffusers' `AudioLDMPipeline` on the save_pretrained folder the graphs came from;
 - `eager_image2music`: paddlenlp's MiniGPT4 and ChatGLM `generate`, called as the original application calls
@@ -28,7 +29,11 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from musicgen.params import IN_PROCESS, TEXT2MUSIC_PARAMETERS, read_parameters
+from musicgen.precision import FP32
 from musicgen.protocol import AudioOptions
+from musicgen.repository import read_config
+from musicgen.stage_graphs import open_stage_graphs
 from musicgen.runtime import BACKENDS, RuntimeOptions, local_stage_runner
 from musicgen_client import flow
 from musicgen_client import interface as api
@@ -80,10 +85,16 @@ def _audio_options(workload: Workload) -> AudioOptions:
 
 # ---- exported graphs, in-process ------------------------------------------------------------------------
 def exported_text2music(repository: Path, options: RuntimeOptions) -> Render:
+    """The served text2music's engine and graphs, built as its config says (device, precisions, CUDA graphs),
+    with the backend and threads of `options`."""
     from musicgen.audioldm.pipeline import AudioLDMRecipe
 
-    names = [c.name for c in api.AUDIOLDM_COMPONENTS]
-    recipe = AudioLDMRecipe(repository / api.TEXT2MUSIC / "1", local_stage_runner(repository, names, options))
+    parameters = read_parameters(read_config(repository / api.TEXT2MUSIC), TEXT2MUSIC_PARAMETERS)
+    parameters.update(graphs=IN_PROCESS, backend=options.backend, threads=options.threads)
+    if options.backend != "onnxruntime":  # the other runtime has one precision and no CUDA graphs
+        parameters.update(precision=FP32, cuda_graphs=False)
+    graphs = open_stage_graphs(parameters, repository, [c.name for c in api.AUDIOLDM_COMPONENTS], None)
+    recipe = AudioLDMRecipe(repository / api.TEXT2MUSIC / "1", graphs)
     return lambda workload: Rendered(recipe(workload.prompt, _audio_options(workload)))
 
 

@@ -1,11 +1,15 @@
-"""Carry a large ONNX graph without its weights, and load it back with random ones of the same shapes.
+"""Carry a large exported repository to a remote GPU box without its weights, and rebuild it there with random
+weights of the same shapes and statistics.
 
-For latency only: the real-size random-weight AudioLDM graphs are hundreds of MB, too big to ship to a
-remote GPU box, but their weights are random anyway. `strip` keeps the graph and the small constants
-(shape tensors, scalars) and records every large weight's name, shape and type; `load_random` fills
-them with seeded N(0, 0.02) values. Never use this for parity: the numbers are not the exported model's.
+For latency only: the real-size random-weight AudioLDM graphs are about 1.6 GB, far over what one call to the
+GPU machine carries, and their weights are random anyway. `strip` keeps each graph and its small constants
+(shape tensors, scalars), records every large weight's name, shape, type, mean and standard deviation, and copies
+the stage models' assets (tokenizer, scheduler, pipeline.json). `materialize` draws each weight from
+N(mean, std) — a norm's scale stays 1, a zero bias 0, so activations keep their scale — and lays out a served
+model repository for the device asked. Never use this for parity: the numbers are not the exported model's.
 
-    python benchmarks/weightless.py strip build/repo_audioldm_s build/weightless
+    python benchmarks/weightless.py strip build/repo_audioldm_s .gpu/graphs
+    python benchmarks/weightless.py materialize .gpu/graphs /tmp/repo --device gpu     # on the GPU machine
 """
 from __future__ import annotations
 
@@ -17,20 +21,27 @@ from pathlib import Path
 
 import numpy as np
 
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "client")]  # runs from a plain checkout as a script, too
+
 MANIFEST = "weights.json"
 KEEP_BYTES = 4096  # constants up to this size are constants the graph needs, not weights
+STAGE_FILES_SKIPPED = ("model.py", "__pycache__")  # the backend code comes from model_repository/, fresh
 
 
 def strip(onnx_path: Path, out_path: Path) -> int:
     """paddle2onnx writes weights as Constant nodes: drop the large ones and record what they were."""
     import onnx
+    from onnx import numpy_helper
 
     model = onnx.load(str(onnx_path))
     kept, removed = [], []
     for node in model.graph.node:
         value = next((a.t for a in node.attribute if a.name == "value"), None) if node.op_type == "Constant" else None
         if value is not None and len(value.raw_data) > KEEP_BYTES:
-            removed.append({"name": node.output[0], "dims": list(value.dims), "data_type": value.data_type})
+            array = numpy_helper.to_array(value).astype(np.float64)
+            removed.append({"name": node.output[0], "dims": list(value.dims), "data_type": value.data_type,
+                            "mean": float(array.mean()), "std": float(array.std())})
         else:
             kept.append(node)
     del model.graph.node[:]
@@ -50,28 +61,52 @@ def load_random(stripped: Path, seed: int = 0) -> bytes:
     rng = np.random.default_rng(seed)
     for entry in json.loads((stripped.parent / MANIFEST).read_text()):
         dtype = onnx.helper.tensor_dtype_to_np_dtype(entry["data_type"])
-        values = (rng.standard_normal(entry["dims"], dtype=np.float32) * 0.02).astype(dtype)
-        model.graph.initializer.append(numpy_helper.from_array(values, entry["name"]))
+        values = rng.standard_normal(entry["dims"], dtype=np.float32) * entry["std"] + entry["mean"]
+        model.graph.initializer.append(numpy_helper.from_array(values.astype(dtype), entry["name"]))
     return model.SerializeToString()
+
+
+def strip_repository(repository: Path, out: Path) -> None:
+    for onnx_path in sorted(repository.glob("*/1/model*.onnx")):
+        name = onnx_path.parent.parent.name
+        count = strip(onnx_path, out / name / "1" / onnx_path.name)
+        print(f"{name}/{onnx_path.name}: {count} weights stripped")
+    for pipeline in repository.glob("*/1/pipeline.json"):  # a stage model's version folder: its assets
+        shutil.copytree(pipeline.parent, out / pipeline.parent.parent.name / "1", dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns(*STAGE_FILES_SKIPPED))
+
+
+def materialize(stripped: Path, out: Path, device: str) -> None:
+    """A served repository (component models + text2music, graphs in process) on `device`, random weights."""
+    from export.serving import Serving, write_stage
+    from musicgen.repository import write_model
+    from musicgen_client import interface as api
+
+    serving = Serving(device=device)
+    for spec in api.AUDIOLDM_COMPONENTS:
+        folder = write_model(out, serving.component_entry(spec))
+        for graph in sorted((stripped / spec.name / "1").glob("model*.onnx")):
+            (folder / "1" / graph.name).write_bytes(load_random(graph))
+            print(f"{spec.name}/{graph.name}: random weights written")
+    shutil.copytree(stripped / api.TEXT2MUSIC / "1", out / api.TEXT2MUSIC / "1", dirs_exist_ok=True)
+    write_stage(out, api.TEXT2MUSIC, serving)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["strip"])
-    parser.add_argument("repository", type=Path, help="an exported model repository")
-    parser.add_argument("out", type=Path, help="where to write <model>/1/model.onnx + weights.json")
+    commands = parser.add_subparsers(dest="command", required=True)
+    strip_cmd = commands.add_parser("strip", help="an exported repository → its graphs without weights + assets")
+    strip_cmd.add_argument("repository", type=Path, help="an exported model repository")
+    strip_cmd.add_argument("out", type=Path)
+    build_cmd = commands.add_parser("materialize", help="stripped graphs → a served repository with random weights")
+    build_cmd.add_argument("stripped", type=Path)
+    build_cmd.add_argument("out", type=Path)
+    build_cmd.add_argument("--device", choices=["cpu", "gpu"], default="gpu")
     args = parser.parse_args(argv)
-    for onnx_path in sorted(args.repository.glob("*/1/model.onnx")):
-        name = onnx_path.parent.parent.name
-        count = strip(onnx_path, args.out / name / "1" / "model.onnx")
-        print(f"{name}: {count} initializers stripped")
-    for pipeline in args.repository.glob("*/1/pipeline.json"):
-        target = args.out / pipeline.parent.parent.name / "1"
-        target.mkdir(parents=True, exist_ok=True)
-        shutil.copy(pipeline, target / pipeline.name)
-        tokenizer_config = pipeline.parent / "tokenizer" / "tokenizer_config.json"
-        (target / "tokenizer").mkdir(exist_ok=True)
-        shutil.copy(tokenizer_config, target / "tokenizer" / tokenizer_config.name)
+    if args.command == "strip":
+        strip_repository(args.repository, args.out)
+    else:
+        materialize(args.stripped, args.out, args.device)
     return 0
 
 

@@ -37,7 +37,8 @@ class Serving:
 
     def runtime_parameters(self) -> dict:
         """What a stage model running graphs in process is told: the runtime, and each graph's precision."""
-        return {"backend": self.backend, "device": self.device, "precision": render_precisions(self.precisions)}
+        return {"backend": self.backend, "device": self.device, "precision": render_precisions(self.precisions),
+                "cuda_graphs": self.device == "gpu" and self.backend == "onnxruntime"}
 
     @property
     def instance_kind(self) -> str:

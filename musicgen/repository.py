@@ -89,3 +89,13 @@ def write_model(repository: Path, entry: ModelEntry) -> Path:
     (folder / "config.pbtxt").write_text(entry.render_config(TEMPLATE.read_text()))
     shutil.copyfile(SOURCE / entry.backend_source / "model.py", folder / "1" / "model.py")
     return folder
+
+
+def read_config(folder: Path) -> Dict[str, Any]:
+    """A model's config.pbtxt in the JSON form Triton hands `initialize()` (what `read_parameters` reads), for
+    running a model's code outside the server exactly as configured (benchmarks, tests)."""
+    from google.protobuf import json_format, text_format
+    from tritonclient.grpc import model_config_pb2
+
+    config = text_format.Parse((Path(folder) / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
+    return json_format.MessageToDict(config, preserving_proto_field_name=True)

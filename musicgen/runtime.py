@@ -7,12 +7,15 @@ stub serving the ONNX graph never loads paddle.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Dict, List, Sequence, Union
 
 import numpy as np
 
+from musicgen_client.interface import COMPONENTS_BY_NAME
+
+from .cuda_graphs import CudaGraphRunner, cuda_provider, require_cuda
 from .precision import FP32, ONNX_FILE, PRECISIONS, onnx_file  # noqa: F401 - ONNX_FILE: the fp32 graph, for callers
 
 logger = logging.getLogger(__name__)
@@ -37,6 +40,11 @@ class RuntimeOptions:
     # serving tax (FEASIBILITY.md).
     allow_spinning: bool = False
     precision: str = FP32  # which ONNX variant file (onnx_file); the Paddle graph is fp32 only
+    device_id: int = 0  # the GPU of a device "gpu" graph (Triton's model_instance_device_id)
+    # device "gpu", onnxruntime: replay graphs whose shapes repeat as CUDA graphs (musicgen.cuda_graphs).
+    cuda_graphs: bool = False
+    # device "gpu": TensorFloat-32 matrix products (faster, ≈1e-3 relative instead of fp32's ≈1e-6).
+    tf32: bool = False
 
 
 class GraphRunner:
@@ -60,15 +68,20 @@ class OnnxRunner(GraphRunner):
         if options.threads:
             so.intra_op_num_threads = options.threads
         so.add_session_config_entry("session.intra_op.allow_spinning", "1" if options.allow_spinning else "0")
-        providers = ["CPUExecutionProvider"]
+        providers: list = ["CPUExecutionProvider"]
         if options.device == "gpu":
-            providers.insert(0, "CUDAExecutionProvider")
+            providers.insert(0, cuda_provider(options.device_id, options.cuda_graphs, options.tf32))
         self._session = ort.InferenceSession(model if isinstance(model, bytes) else str(model), so, providers=providers)
         self.input_names = [i.name for i in self._session.get_inputs()]
         self.output_names = [o.name for o in self._session.get_outputs()]
         self.providers = self._session.get_providers()
+        if options.device == "gpu":
+            require_cuda(self.providers, ort.get_available_providers())
+        self._graphs = CudaGraphRunner(self._session, ort, options.device_id) if options.cuda_graphs else None
 
     def run(self, feeds: Dict[str, np.ndarray]) -> List[np.ndarray]:
+        if self._graphs is not None:
+            return self._graphs.run(feeds)
         return self._session.run(None, {name: feeds[name] for name in self.input_names})
 
 
@@ -78,7 +91,7 @@ class PaddleRunner(GraphRunner):
 
         config = paddle_infer.Config(str(model_dir / PADDLE_PROGRAM), str(model_dir / PADDLE_PARAMS))
         if options.device == "gpu":
-            config.enable_use_gpu(256, 0)
+            config.enable_use_gpu(256, options.device_id)
         else:
             config.disable_gpu()
             if options.use_onednn:
@@ -105,6 +118,12 @@ def open_graph(version_dir: Path, options: RuntimeOptions) -> GraphRunner:
     version_dir = Path(version_dir)
     if options.precision not in PRECISIONS or (options.backend == "paddle" and options.precision != FP32):
         raise ValueError(f"precision {options.precision!r}: onnxruntime takes {', '.join(PRECISIONS)}, paddle {FP32}")
+    if options.cuda_graphs and (options.device != "gpu" or options.backend != "onnxruntime"):
+        raise ValueError(f"cuda_graphs: onnxruntime on device gpu only, not {options.backend} on {options.device}")
+    name = version_dir.parent.name
+    if options.cuda_graphs and not replayable(name):
+        logger.info("%s: no CUDA graphs (its input shapes vary from request to request)", name)
+        options = replace(options, cuda_graphs=False)
     if options.backend == "onnxruntime":
         graph = version_dir / onnx_file(options.precision)
         if not graph.exists():
@@ -118,6 +137,12 @@ def open_graph(version_dir: Path, options: RuntimeOptions) -> GraphRunner:
     logger.info("loaded %s %s graph from %s (inputs %s)", options.backend, options.precision, version_dir,
                 runner.input_names)
     return runner
+
+
+def replayable(name: str) -> bool:
+    """Whether graph `name` keeps its shapes across requests (and so is worth capturing as CUDA graphs)."""
+    spec = COMPONENTS_BY_NAME.get(name)
+    return spec is not None and spec.replayable
 
 
 def check_feeds(runner: GraphRunner, expected: Sequence[str]) -> None:

@@ -56,8 +56,10 @@ class ServedGraphs:
         return served_step(self._run_stage, name)
 
 
-def open_stage_graphs(parameters: Dict[str, Any], repository: Path, names: Sequence[str], bls_stage):
-    """A stage's graphs as its `STAGE_GRAPH_PARAMETERS` say: in process, or served (over `bls_stage`).
+def open_stage_graphs(parameters: Dict[str, Any], repository: Path, names: Sequence[str], bls_stage,
+                      device_id: int = 0):
+    """A stage's graphs as its `STAGE_GRAPH_PARAMETERS` say: in process (on GPU `device_id` when on a GPU), or
+    served (over `bls_stage`).
 
     Runtime choices only apply in process: set with `graphs` served they would be ignored, so they are refused.
     """
@@ -70,5 +72,6 @@ def open_stage_graphs(parameters: Dict[str, Any], repository: Path, names: Seque
                              "graph models' own configs decide")
         return ServedGraphs(bls_stage)
     precisions = parse_precisions(parameters["precision"], names)
-    runtime = RuntimeOptions(**{name: parameters[name] for name in runtime_names if name != "precision"})
+    runtime = RuntimeOptions(**{name: parameters[name] for name in runtime_names if name != "precision"},
+                             device_id=device_id)
     return InProcessGraphs(repository, names, runtime, precisions)

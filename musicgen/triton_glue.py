@@ -25,6 +25,11 @@ _ERROR_CODES = {"invalid_argument": "INVALID_ARG", "cancelled": "CANCELLED", "un
                 "internal": "INTERNAL"}
 
 
+def instance_device(args: Dict[str, str]) -> int:
+    """The GPU Triton gave this model instance (KIND_GPU spreads instances over the GPUs; KIND_CPU says 0)."""
+    return int(args.get("model_instance_device_id") or 0)
+
+
 def read_inputs(request, names: Sequence[str]) -> Dict[str, Optional[np.ndarray]]:
     """Named inputs as numpy arrays; None for the optional ones the request left out."""
     out = {}

@@ -101,6 +101,9 @@ class ComponentSpec:
     name: str
     inputs: Tuple[TensorSpec, ...]
     outputs: Tuple[TensorSpec, ...]
+    # Batch-first in every tensor, with shapes that repeat across requests (not a token length or a growing
+    # cache): the GPU path replays it as CUDA graphs.
+    replayable: bool = False
 
 
 AUDIOLDM_COMPONENTS = (
@@ -117,16 +120,19 @@ AUDIOLDM_COMPONENTS = (
             TensorSpec("class_labels", "FP32", (-1, -1)),
         ),
         outputs=(TensorSpec("noise_pred", "FP32", (-1, -1, -1, -1)),),
+        replayable=True,
     ),
     ComponentSpec(
         AUDIOLDM_VAE_DECODER,
         inputs=(TensorSpec("latents", "FP32", (-1, -1, -1, -1)),),  # unscaled: the graph divides
         outputs=(TensorSpec("mel_spectrogram", "FP32", (-1, -1, -1)),),  # [batch, frames, mel bins]
+        replayable=True,
     ),
     ComponentSpec(
         AUDIOLDM_VOCODER,
         inputs=(TensorSpec("mel_spectrogram", "FP32", (-1, -1, -1)),),
         outputs=(TensorSpec("waveform", "FP32", (-1, -1)),),
+        replayable=True,
     ),
 )
 
@@ -158,6 +164,7 @@ MINIGPT4_COMPONENTS = (
         MINIGPT4_IMAGE_ENCODER,
         inputs=(TensorSpec("pixel_values", "FP32", (-1, 3, -1, -1)),),  # preprocessed as `image_preprocess.json` says
         outputs=(TensorSpec("image_embeds", "FP32", (-1, -1, -1)),),  # [batch, query tokens, LLM hidden]
+        replayable=True,
     ),
     ComponentSpec(
         MINIGPT4_EMBED_TOKENS,

@@ -20,7 +20,8 @@ class TritonPythonModel:
     def initialize(self, args):
         parameters = read_parameters(json.loads(args["model_config"]), TEXTGEN_PARAMETERS)
         graphs = open_stage_graphs(parameters, Path(args["model_repository"]).parent,
-                                   [c.name for c in api.CHATGLM_COMPONENTS], triton_glue.bls_stage)
+                                   [c.name for c in api.CHATGLM_COMPONENTS], triton_glue.bls_stage,
+                                   triton_glue.instance_device(args))
         assets = Path(args["model_repository"]) / args["model_version"]
         self.recipe = ChatGLMRecipe(assets, graphs, graphs.step(api.CHATGLM_LLM_STEP))
         self.input_names = [t.name for t in api.CHATGLM_INPUTS]

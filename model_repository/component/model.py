@@ -14,7 +14,8 @@ from musicgen.runtime import RuntimeOptions, check_feeds, open_graph
 class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
-        options = RuntimeOptions(**read_parameters(config, COMPONENT_PARAMETERS))
+        options = RuntimeOptions(**read_parameters(config, COMPONENT_PARAMETERS),
+                                 device_id=triton_glue.instance_device(args))
         self.runner = open_graph(Path(args["model_repository"]) / args["model_version"], options)
         self.input_names = [t["name"] for t in config["input"]]
         self.output_names = [t["name"] for t in config["output"]]

@@ -23,7 +23,8 @@ class TritonPythonModel:
     def initialize(self, args):
         params = read_parameters(json.loads(args["model_config"]), TEXT2MUSIC_PARAMETERS)
         run_stage = open_stage_graphs(params, Path(args["model_repository"]).parent,
-                                      [c.name for c in api.AUDIOLDM_COMPONENTS], triton_glue.bls_stage)
+                                      [c.name for c in api.AUDIOLDM_COMPONENTS], triton_glue.bls_stage,
+                                      triton_glue.instance_device(args))
         limits = EngineLimits(**{k: params[k] for k in EngineLimits.__dataclass_fields__})
         self.recipe = AudioLDMRecipe(Path(args["model_repository"]) / args["model_version"], run_stage, limits,
                                      triton_glue.EngineMetrics(api.TEXT2MUSIC))
