@@ -9,7 +9,8 @@ N(mean, std) — a norm's scale stays 1, a zero bias 0, so activations keep thei
 model repository for the device asked. Never use this for parity: the numbers are not the exported model's.
 
     python benchmarks/weightless.py strip build/repo_audioldm_s .gpu/graphs
-    python benchmarks/weightless.py materialize .gpu/graphs /tmp/repo --device gpu     # on the GPU machine
+    python benchmarks/weightless.py materialize .gpu/graphs /tmp/repo --device gpu \\
+        --precision unet=fp16 --text2music max_active=16 tf32=true                        # on the GPU machine
 """
 from __future__ import annotations
 
@@ -18,14 +19,18 @@ import json
 import shutil
 import sys
 from pathlib import Path
+from typing import Dict
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "client")]  # runs from a plain checkout as a script, too
 
+from musicgen.params import TEXT2MUSIC_PARAMETERS  # noqa: E402
+
 MANIFEST = "weights.json"
 KEEP_BYTES = 4096  # constants up to this size are constants the graph needs, not weights
+
 STAGE_FILES_SKIPPED = ("model.py", "__pycache__")  # the backend code comes from model_repository/, fresh
 
 
@@ -76,20 +81,28 @@ def strip_repository(repository: Path, out: Path) -> None:
                         ignore=shutil.ignore_patterns(*STAGE_FILES_SKIPPED))
 
 
-def materialize(stripped: Path, out: Path, device: str) -> None:
-    """A served repository (component models + text2music, graphs in process) on `device`, random weights."""
+def materialize(stripped: Path, out: Path, device: str, precision: str = "fp32", text2music: Dict = {}) -> None:
+    """A served repository (component models + text2music, graphs in process) on `device`, random weights;
+    `precision` as export's --precision (fp16 variants are converted here from the random fp32 graph),
+    `text2music` parameters over the defaults."""
+    from export.precision import write_variant
     from export.serving import Serving, write_stage
+    from musicgen.precision import parse_precisions
     from musicgen.repository import write_model
     from musicgen_client import interface as api
 
-    serving = Serving(device=device)
+    precisions = parse_precisions(precision, [c.name for c in api.AUDIOLDM_COMPONENTS])
+    if set(precisions.values()) - {"fp16"}:
+        raise SystemExit(f"--precision {precision}: fp16 only (the int8 variants calibrate on real weights)")
+    serving = Serving(device=device, precisions=precisions)
     for spec in api.AUDIOLDM_COMPONENTS:
         folder = write_model(out, serving.component_entry(spec))
-        for graph in sorted((stripped / spec.name / "1").glob("model*.onnx")):
-            (folder / "1" / graph.name).write_bytes(load_random(graph))
-            print(f"{spec.name}/{graph.name}: random weights written")
+        (folder / "1" / "model.onnx").write_bytes(load_random(stripped / spec.name / "1" / "model.onnx"))
+        if spec.name in precisions:
+            write_variant(folder / "1", precisions[spec.name], calibration=[])
+        print(f"{spec.name}: random weights written ({precisions.get(spec.name, 'fp32')})")
     shutil.copytree(stripped / api.TEXT2MUSIC / "1", out / api.TEXT2MUSIC / "1", dirs_exist_ok=True)
-    write_stage(out, api.TEXT2MUSIC, serving)
+    write_stage(out, api.TEXT2MUSIC, serving, text2music)
 
 
 def main(argv=None) -> int:
@@ -102,11 +115,20 @@ def main(argv=None) -> int:
     build_cmd.add_argument("stripped", type=Path)
     build_cmd.add_argument("out", type=Path)
     build_cmd.add_argument("--device", choices=["cpu", "gpu"], default="gpu")
+    build_cmd.add_argument("--precision", default="fp32", help="as export's --precision; fp16 variants only")
+    build_cmd.add_argument("--text2music", nargs="*", default=[], metavar="KEY=VALUE",
+                           help="text2music parameters (musicgen.params), e.g. max_active=16 tf32=true")
     args = parser.parse_args(argv)
     if args.command == "strip":
         strip_repository(args.repository, args.out)
     else:
-        materialize(args.stripped, args.out, args.device)
+        overrides = dict(item.split("=", 1) for item in args.text2music)
+        params = {p.name: p for p in TEXT2MUSIC_PARAMETERS}
+        unknown = sorted(set(overrides) - set(params))
+        if unknown:
+            parser.error(f"--text2music {unknown}: text2music takes {sorted(params)}")
+        materialize(args.stripped, args.out, args.device, args.precision,
+                    {key: params[key].parse(value) for key, value in overrides.items()})
     return 0
 
 

@@ -67,10 +67,11 @@ IMAGE2MUSIC_CALLS = (api.TEXT2MUSIC, api.CAPTION, api.CHATGLM)
 GRAPH_STAGES = {api.TEXT2MUSIC: TEXT2MUSIC_PARAMETERS, api.CAPTION: TEXTGEN_PARAMETERS, api.CHATGLM: TEXTGEN_PARAMETERS}
 
 
-def write_stage(repository: Path, name: str, serving: Serving = Serving()) -> Path:
-    entry = STAGES[name]
+def write_stage(repository: Path, name: str, serving: Serving = Serving(), parameters: Mapping = {}) -> Path:
+    """`parameters`: values for the stage's own parameters (text2music's max_active ...) over the defaults."""
+    entry = replace(STAGES[name], parameters=dict(parameters))
     if name in GRAPH_STAGES:
-        entry = replace(entry, schema=GRAPH_STAGES[name], parameters=serving.runtime_parameters(),
+        entry = replace(entry, schema=GRAPH_STAGES[name], parameters=serving.runtime_parameters() | entry.parameters,
                         instance_kind=serving.instance_kind)
     folder = write_model(repository, entry)
     logger.info("%s model written to %s", name, folder)

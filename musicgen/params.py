@@ -54,8 +54,8 @@ COMPONENT_PARAMETERS = (
     Param("allow_spinning", bool, False, "onnxruntime only: let idle intra-op threads spin-wait. Off by default: "
           "spinning threads of several models take the cores from the one that is working"),
     Param("cuda_graphs", bool, False, "onnxruntime on device gpu only: replay the graphs whose shapes repeat (UNet, "
-          "VAE decoder, vocoder, image encoder) as CUDA graphs, one per batch size rounded up to a power of two; "
-          "export --device gpu turns it on"),
+          "VAE decoder, vocoder, image encoder) as CUDA graphs, one per batch size rounded up to a power of two "
+          "(text2music captures the default length's at load); export --device gpu turns it on"),
     Param("tf32", bool, False, "device gpu only: TensorFloat-32 matrix products, faster at ≈1e-3 relative error "
           "(off: fp32's ≈1e-6)"),
 )

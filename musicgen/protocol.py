@@ -5,9 +5,11 @@ caller sees. No Triton import here: model.py adapters turn these into Triton res
 """
 from __future__ import annotations
 
+import math
 import secrets
+import time
 from dataclasses import dataclass
-from typing import Dict, Optional
+from typing import Callable, Dict, Optional
 
 import numpy as np
 
@@ -205,3 +207,19 @@ def parse_image_to_music(inputs: Inputs, min_audio_length_in_s: float = 0.0) -> 
     image = _image_bytes(inputs)
     decode_image(image)
     return ImageToMusicRequest(image, parse_audio_options(inputs, min_audio_length_in_s))
+
+
+def cancellation_probe(is_cancelled: Callable[[], bool], every_s: float = 0.02) -> Callable[[], bool]:
+    """`keep_going()` for a request's job: False once `is_cancelled()` said so. In the server that question is a
+    round trip to the server process, so it is asked at most every `every_s`: a CPU denoising step is longer and
+    every step asks; a GPU step takes a few ms, and a cancellation is then seen within `every_s`."""
+    asked_at, cancelled = -math.inf, False
+
+    def keep_going() -> bool:
+        nonlocal asked_at, cancelled
+        now = time.monotonic()
+        if not cancelled and now - asked_at >= every_s:
+            asked_at, cancelled = now, bool(is_cancelled())
+        return not cancelled
+
+    return keep_going

@@ -6,8 +6,9 @@ they call lives in modules with no Triton import.
 from __future__ import annotations
 
 import logging
+import time
 from concurrent.futures import Executor
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
@@ -127,12 +128,18 @@ def bls_stage(name: str, feeds: Dict[str, np.ndarray]) -> List[np.ndarray]:
 
 
 class EngineMetrics(EngineObserver):
-    """The AudioLDM engine's reports as Prometheus metrics beside Triton's own on the metrics port."""
+    """The AudioLDM engine's reports as Prometheus metrics beside Triton's own on the metrics port.
+
+    Each metric update is a round trip from this stub to the server process: a few per denoising step cost
+    more than a GPU UNet step's share of the host time. So the engine thread records them here and sends them
+    when a request ends (before its response goes out: a client that reads the metrics after its answer sees
+    its request counted) or when `flush_s` has passed, for long requests.
+    """
 
     _SIZES = [1, 2, 4, 8, 16, 32, 64]
     _SECONDS = [0.005, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300]
 
-    def __init__(self, model: str):
+    def __init__(self, model: str, flush_s: float = 1.0):
         family = pb_utils.MetricFamily
         self.model = model
         self._batch_size = family("musicgen_batch_size", "requests per component call of the batching engine",
@@ -144,6 +151,9 @@ class EngineMetrics(EngineObserver):
         self._latency = family("musicgen_request_seconds", "seconds from submission to answer", family.HISTOGRAM)
         self._depth = family("musicgen_engine_requests", "requests in the engine, by state", family.GAUGE)
         self._metrics: Dict[tuple, object] = {}
+        self._pending: List[Tuple[object, str, float]] = []  # (metric, "observe" or "increment", value)
+        self._gauges: Dict[object, float] = {}  # a gauge's last value is all that counts
+        self._flush_s, self._flushed_at = flush_s, time.monotonic()
 
     def _metric(self, family, buckets=None, **labels):
         key = (id(family), tuple(sorted(labels.items())))
@@ -153,15 +163,31 @@ class EngineMetrics(EngineObserver):
         return self._metrics[key]
 
     def batch(self, stage: str, items: int, seconds: float) -> None:
-        self._metric(self._batch_size, self._SIZES, stage=stage).observe(items)
-        self._metric(self._stage_seconds, self._SECONDS, stage=stage).observe(seconds)
+        self._pending.append((self._metric(self._batch_size, self._SIZES, stage=stage), "observe", items))
+        self._pending.append((self._metric(self._stage_seconds, self._SECONDS, stage=stage), "observe", seconds))
         if stage == api.AUDIOLDM_UNET:
-            self._metric(self._steps).increment(items)
+            self._pending.append((self._metric(self._steps), "increment", items))
+        self._flush_when_due()
 
     def finished(self, outcome: str, seconds: float) -> None:
-        self._metric(self._requests, outcome=outcome).increment(1)
-        self._metric(self._latency, self._SECONDS, outcome=outcome).observe(seconds)
+        self._pending.append((self._metric(self._requests, outcome=outcome), "increment", 1))
+        self._pending.append((self._metric(self._latency, self._SECONDS, outcome=outcome), "observe", seconds))
+        self.flush()
 
     def depth(self, active: int, waiting: int) -> None:
-        self._metric(self._depth, state="active").set(active)
-        self._metric(self._depth, state="waiting").set(waiting)
+        self._gauges[self._metric(self._depth, state="active")] = active
+        self._gauges[self._metric(self._depth, state="waiting")] = waiting
+        self._flush_when_due()
+
+    def _flush_when_due(self) -> None:
+        if time.monotonic() - self._flushed_at >= self._flush_s:
+            self.flush()
+
+    def flush(self) -> None:
+        pending, self._pending = self._pending, []
+        gauges, self._gauges = self._gauges, {}
+        for metric, update, value in pending:
+            getattr(metric, update)(value)
+        for metric, value in gauges.items():
+            metric.set(value)
+        self._flushed_at = time.monotonic()

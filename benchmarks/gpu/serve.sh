@@ -32,7 +32,10 @@ export LD_LIBRARY_PATH PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/sweep.log"
 $py -c "import numpy, onnxruntime as o; print('numpy', numpy.__version__, 'onnxruntime', o.__version__, o.get_available_providers())" | tee -a "$out/sweep.log"
 
-$py benchmarks/weightless.py materialize /tmp/gw/graphs /tmp/repo --device gpu
+# Every fp16 variant is written beside fp32; text2music serves fp32 first (TF32 on), then fp16.
+fp16=audioldm_unet=fp16,audioldm_vae_decoder=fp16,audioldm_vocoder=fp16
+$py benchmarks/weightless.py materialize /tmp/gw/graphs /tmp/repo --device gpu --precision "$fp16" \
+  --text2music precision=fp32 tf32=true max_active=16 max_batch_requests=16
 sweep() {
   $py benchmarks/sweep.py --repository /tmp/repo --pipelines text2music --text2music-modes onnxruntime \
     --steps 20 --length 5.12 --local-repeats 5 --out-dir "$out" "$@" 2>&1 | tee -a "$out/sweep.log"
@@ -40,13 +43,14 @@ sweep() {
 server_logs() {  # $OUT brings back 8 files: the reports, this log, and the server's log only when it failed
   [ "$status" = 0 ] || cp build/sweep-tritonserver-*.log "$out/" 2>/dev/null || true
 }
-note="one H200, onnxruntime-gpu 1.31.1 CUDA EP, CUDA graphs; weightless graphs with random weights (benchmarks/weightless.py)"
+note="one H200, onnxruntime-gpu 1.31.1 CUDA EP, CUDA graphs captured at load, max_active=16; weightless graphs with random weights (benchmarks/weightless.py)"
 status=0
-sweep --concurrency 1 2 4 8 16 --protocols grpc http --name sweep-audioldm-s-h200 --note "$note, fp32 (TF32 off)" || status=$?
+sweep --concurrency 1 2 4 8 16 --protocols grpc http --name sweep-audioldm-s-h200-tf32 --note "$note, fp32 with TF32" || status=$?
 server_logs
-if [ "$status" = 0 ]; then  # the same with TensorFloat-32 matrix products
-  sed -i 's/key: "tf32" value: { string_value: "false" }/key: "tf32" value: { string_value: "true" }/' /tmp/repo/*/config.pbtxt
-  sweep --concurrency 1 8 16 --protocols grpc --name sweep-audioldm-s-h200-tf32 --note "$note, TF32 on" || status=$?
+if [ "$status" = 0 ]; then
+  sed -i "s/key: \"precision\" value: { string_value: \"fp32\" }/key: \"precision\" value: { string_value: \"$fp16\" }/" /tmp/repo/text2music/config.pbtxt
+  grep precision /tmp/repo/text2music/config.pbtxt
+  sweep --concurrency 1 8 16 --protocols grpc --name sweep-audioldm-s-h200-fp16 --note "$note, fp16 UNet, VAE decoder and vocoder" || status=$?
   server_logs
 fi
 exit "$status"

@@ -14,7 +14,7 @@ from musicgen import triton_glue
 from musicgen.audioldm.engine import EngineLimits, Job
 from musicgen.audioldm.pipeline import AudioLDMRecipe
 from musicgen.params import TEXT2MUSIC_PARAMETERS, read_parameters
-from musicgen.protocol import parse_text_to_music
+from musicgen.protocol import cancellation_probe, parse_text_to_music
 from musicgen.stage_graphs import open_stage_graphs
 from musicgen_client import interface as api
 
@@ -26,8 +26,10 @@ class TritonPythonModel:
                                       [c.name for c in api.AUDIOLDM_COMPONENTS], triton_glue.bls_stage,
                                       triton_glue.instance_device(args))
         limits = EngineLimits(**{k: params[k] for k in EngineLimits.__dataclass_fields__})
-        self.recipe = AudioLDMRecipe(Path(args["model_repository"]) / args["model_version"], run_stage, limits,
-                                     triton_glue.EngineMetrics(api.TEXT2MUSIC))
+        self.recipe = AudioLDMRecipe(Path(args["model_repository"]) / args["model_version"], run_stage, limits)
+        if params["cuda_graphs"]:  # capture each batch size's graphs now, not under the first clients
+            self.recipe.warm_up(min(limits.max_active, limits.max_batch_requests))
+        self.recipe.engine.observer = triton_glue.EngineMetrics(api.TEXT2MUSIC)  # from here on: real traffic
         self.input_names = [t.name for t in api.TEXT2MUSIC_INPUTS]
         self.loop = threading.Thread(target=self.recipe.engine.run_forever, name="audioldm-engine", daemon=True)
         self.loop.start()
@@ -44,7 +46,7 @@ class TritonPythonModel:
         self.recipe.engine.submit(Job(
             parsed.prompt, parsed.options,
             finish=lambda audio, error: respond(None if error else {api.AUDIO: audio, **outputs}, error),
-            keep_going=lambda: not request.is_cancelled()))
+            keep_going=cancellation_probe(request.is_cancelled)))
 
     def finalize(self):
         self.recipe.engine.stop()

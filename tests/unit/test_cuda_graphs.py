@@ -167,3 +167,4 @@ def test_gpu_export_configs_ask_for_gpu_instances_and_cuda_graphs(tmp_path):
         assert (parameters["device"], parameters["cuda_graphs"], parameters["tf32"]) == ("gpu", True, False)
     cpu = read_parameters(read_config(write_stage(tmp_path / "cpu", api.TEXT2MUSIC, Serving())), TEXT2MUSIC_PARAMETERS)
     assert (cpu["device"], cpu["cuda_graphs"]) == ("cpu", False)
+

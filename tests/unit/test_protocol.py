@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+from musicgen import protocol
 from musicgen.protocol import (
     AudioOptions, CancelledError, InvalidRequestError, StageError, StageUnavailableError, UnavailableError,
     parse_text_to_music, status_of,
@@ -93,3 +94,18 @@ def test_fp32_values_are_read_as_the_decimal_sent():
     parsed = parse_text_to_music(req(audio_length_in_s=np.array([1.03], dtype=np.float32),
                                      guidance_scale=np.array([3.1], dtype=np.float32)))
     assert parsed.options.audio_length_in_s == 1.03 and parsed.options.guidance_scale == 3.1
+
+
+def test_cancellation_is_asked_at_most_every_interval_and_sticks(monkeypatch):
+    clock, answers = [0.0], iter([False, True])
+    monkeypatch.setattr(protocol.time, "monotonic", lambda: clock[0])
+    asked = []
+    keep_going = protocol.cancellation_probe(lambda: asked.append(clock[0]) or next(answers), every_s=0.02)
+    assert keep_going() and keep_going()  # the second call, at the same time, does not ask again
+    clock[0] = 0.01
+    assert keep_going()
+    clock[0] = 0.03
+    assert not keep_going()
+    clock[0] = 1.0
+    assert not keep_going()  # once cancelled, never asked again
+    assert asked == [0.0, 0.03]
