@@ -62,7 +62,9 @@ def write_variant(version_dir: Path, precision: str, calibration: Sequence[Feeds
         import onnx
         from onnxruntime.transformers.float16 import convert_float_to_float16
 
-        onnx.save(convert_float_to_float16(onnx.load(str(source)), keep_io_types=True), str(target))
+        model = onnx.load(str(source))
+        _omit_empty_resize_scales(model)
+        onnx.save(convert_float_to_float16(model, keep_io_types=True), str(target))
         return target
     with tempfile.TemporaryDirectory(dir=version_dir) as tmp:
         prepared = Path(tmp) / "prepared.onnx"
@@ -82,6 +84,21 @@ def write_variant(version_dir: Path, precision: str, calibration: Sequence[Feeds
         else:
             raise ValueError(f"no variant {precision!r}: choose from {', '.join(VARIANTS)}")
     return target
+
+
+def _omit_empty_resize_scales(model) -> None:
+    """paddle2onnx gives Resize (the UNet's upsampling) sizes AND an empty constant as scales. The fp16 converter
+    casts that constant, after which onnxruntime can no longer see it is empty and refuses the graph ("Either
+    `sizes` or `scales` must be provided, but not both"); ONNX's own way to leave an optional input out is "".
+    """
+    from onnx import numpy_helper
+
+    empty = {node.output[0] for node in model.graph.node if node.op_type == "Constant"
+             and any(a.name == "value" and numpy_helper.to_array(a.t).size == 0 for a in node.attribute)}
+    empty |= {init.name for init in model.graph.initializer if numpy_helper.to_array(init).size == 0}
+    for node in model.graph.node:
+        if node.op_type == "Resize" and len(node.input) == 4 and node.input[3] and node.input[2] in empty:
+            node.input[2] = ""
 
 
 def compare_with_fp32(version_dir: Path, precision: str, cases: Dict[str, Feeds],

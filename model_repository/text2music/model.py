@@ -28,7 +28,8 @@ class TritonPythonModel:
         limits = EngineLimits(**{k: params[k] for k in EngineLimits.__dataclass_fields__})
         self.recipe = AudioLDMRecipe(Path(args["model_repository"]) / args["model_version"], run_stage, limits)
         if params["cuda_graphs"]:  # capture each batch size's graphs now, not under the first clients
-            self.recipe.warm_up(min(limits.max_active, limits.max_batch_requests))
+            lengths = [float(length) for length in params["capture_lengths"].split(",")]
+            self.recipe.warm_up(min(limits.max_active, limits.max_batch_requests), lengths)
         self.recipe.engine.observer = triton_glue.EngineMetrics(api.TEXT2MUSIC)  # from here on: real traffic
         self.input_names = [t.name for t in api.TEXT2MUSIC_INPUTS]
         self.loop = threading.Thread(target=self.recipe.engine.run_forever, name="audioldm-engine", daemon=True)

@@ -38,15 +38,16 @@ class AudioLDMRecipe:
     def __call__(self, prompt: str, options: AudioOptions, progress: Optional[Progress] = None) -> np.ndarray:
         return self.generate([(prompt, options)], progress)[0]
 
-    def warm_up(self, max_requests: int, steps: int = 2) -> None:
-        """Run the default-length request at every batch size the engine rounds to (powers of two up to
+    def warm_up(self, max_requests: int, lengths: Sequence[float], steps: int = 2) -> None:
+        """Run requests of each length at every batch size the engine rounds to (powers of two up to
         `max_requests`), so state a runtime builds on first use of a shape (CUDA graphs: a capture costs far
         more than a replay) exists before the first client waits on it."""
-        requests = 1
-        while requests <= max_requests:
-            self.generate([("warm-up", AudioOptions(num_inference_steps=steps, seed=seed))
-                           for seed in range(requests)])
-            requests *= 2
+        for length in lengths:
+            requests = 1
+            while requests <= max_requests:
+                self.generate([("warm-up", AudioOptions(num_inference_steps=steps, audio_length_in_s=length,
+                                                        seed=seed)) for seed in range(requests)])
+                requests *= 2
 
     def generate(self, requests: Sequence[tuple], progress: Optional[Progress] = None) -> List[np.ndarray]:
         """Run (prompt, options) requests together to the end, in this thread; waveforms in request order."""
