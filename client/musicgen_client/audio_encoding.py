@@ -61,6 +61,7 @@ LOUDNESS_TARGETS = {
     PEAK: ParameterRange(LOUDNESS_TARGET, -1.0, -60.0, 0.0),
     LUFS: ParameterRange(LOUDNESS_TARGET, -14.0, -70.0, -5.0),
 }
+_WRITE_BLOCK_FRAMES = 1 << 16
 LUFS_BLOCK_S = 0.4  # BS.1770's gating block: integrated loudness is defined on clips of one block or more
 
 
@@ -212,7 +213,12 @@ def encode(audio: np.ndarray, sampling_rate: int, audio_format: str) -> bytes:
     if fmt.integer_samples:  # not every libsndfile saturates float → PCM; one that wraps turns overshoots into clicks
         data = np.clip(data, -1.0, 1.0)
     buffer = io.BytesIO()
-    soundfile.write(buffer, data, int(sampling_rate), format=fmt.container, subtype=fmt.subtype)
+    channels = 1 if data.ndim == 1 else data.shape[1]
+    with soundfile.SoundFile(buffer, "w", int(sampling_rate), channels, fmt.subtype, format=fmt.container) as file:
+        # In blocks: libvorbis alloca()s a buffer the size of one write, and a minute at 48 kHz written at once
+        # overflows the stack and kills the process (libsndfile issue #1095, python-soundfile #396 and #426).
+        for start in range(0, data.shape[0], _WRITE_BLOCK_FRAMES):
+            file.write(data[start:start + _WRITE_BLOCK_FRAMES])
     return buffer.getvalue()
 
 

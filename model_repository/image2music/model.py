@@ -11,6 +11,7 @@ import numpy as np
 
 from musicgen import triton_glue
 from musicgen.audioldm.config import AudioLDMConfig
+from musicgen.delivery import delivered_outputs
 from musicgen.image2music import ImageToMusic
 from musicgen.params import IMAGE2MUSIC_PARAMETERS, read_parameters
 from musicgen.protocol import parse_image_to_music
@@ -37,7 +38,7 @@ class TritonPythonModel:
         return {
             api.CAPTION: np.array([result.caption.encode("utf-8")], dtype=object),
             api.MUSIC_PROMPT: np.array([result.music_prompt.encode("utf-8")], dtype=object),
-            **result.outputs,
+            **delivered_outputs(result.outputs, parsed.encoding),
         }
 
     def finalize(self):

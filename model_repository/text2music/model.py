@@ -13,6 +13,7 @@ import numpy as np
 from musicgen import triton_glue
 from musicgen.audioldm.engine import EngineLimits, Job
 from musicgen.audioldm.pipeline import AudioLDMRecipe
+from musicgen.delivery import Delivery
 from musicgen.params import TEXT2MUSIC_PARAMETERS, read_parameters
 from musicgen.protocol import parse_text_to_music
 from musicgen.stage_graphs import open_stage_graphs
@@ -28,6 +29,7 @@ class TritonPythonModel:
         self.recipe = AudioLDMRecipe(Path(args["model_repository"]) / args["model_version"], run_stage, limits,
                                      triton_glue.EngineMetrics(api.TEXT2MUSIC))
         self.input_names = [t.name for t in api.TEXT2MUSIC_INPUTS]
+        self.delivery = Delivery()  # encodes off the engine's thread
         self.loop = threading.Thread(target=self.recipe.engine.run_forever, name="audioldm-engine", daemon=True)
         self.loop.start()
 
@@ -42,9 +44,10 @@ class TritonPythonModel:
                    api.SAMPLING_RATE: np.array([self.recipe.config.sampling_rate], dtype=np.int32)}
         self.recipe.engine.submit(Job(
             parsed.prompt, parsed.options,
-            finish=lambda audio, error: respond(None if error else {api.AUDIO: audio, **outputs}, error),
+            finish=self.delivery.finisher(outputs, parsed.encoding, respond),
             keep_going=lambda: not request.is_cancelled()))
 
     def finalize(self):
         self.recipe.engine.stop()
         self.loop.join(timeout=30)
+        self.delivery.close()

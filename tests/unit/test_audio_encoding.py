@@ -219,3 +219,11 @@ def test_format_of_path():
     for name in ("song.mp3", "noext", "archive.wav/song"):
         with pytest.raises(EncodingOptionError, match="cannot tell the format"):
             format_of_path(name)
+
+
+def test_the_longest_clip_at_the_highest_rate_encodes_as_ogg():
+    """60 s at 48 kHz: written in one call, libvorbis overflowed the stack and killed the process (segfault)."""
+    longest = api.LENGTH_RANGE.maximum
+    audio = np.random.default_rng(1).uniform(-0.3, 0.3, int(longest * 16000)).astype(np.float32)
+    delivered = deliver(audio, RATE, AudioEncoding("ogg", output_sampling_rate=48000))
+    assert soundfile.info(io.BytesIO(delivered.file)).frames == int(longest * 48000)
