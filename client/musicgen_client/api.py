@@ -594,11 +594,13 @@ def generate(
 def save_audio(path: Union[str, os.PathLike], result: MusicResult, audio_format: Optional[str] = None) -> Path:
     """Write `result` as an audio file; returns the path. Missing parent directories are created.
 
-    `audio_format` (a file format of `audio_encoding.FILE_FORMATS`) defaults to the one the server encoded, else
-    the one the file name implies (`.wav`, `.flac`, `.ogg`). A file the server encoded in that format is written
-    as it came; otherwise the samples are encoded here, by the same code the server runs.
+    `audio_format` (a file format of `audio_encoding.FILE_FORMATS`) defaults to the one the file name implies
+    (`.wav`, `.flac`, `.ogg`), or to the server's when the name fits it or implies none (`song.wav` keeps a
+    server's 24-bit WAV). A file the server encoded in that format is written as it came; otherwise the samples
+    are encoded here, by the same code the server runs.
     """
-    audio_format = audio_format or (result.audio_format if result.audio_file is not None else format_of_path(path))
+    served = result.audio_format if result.audio_file is not None else None
+    audio_format = audio_format or format_of_path(path, preferred=served)
     AudioEncoding(audio_format)  # ValueError naming audio_format for a name that is not offered
     if audio_format == RAW:
         raise _invalid(AUDIO_FORMAT, f"{RAW} is not a file format: give one of the others")

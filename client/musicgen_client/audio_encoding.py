@@ -1,7 +1,8 @@
 """Delivered audio: a float waveform resampled, loudness-normalised and encoded as a WAV, FLAC or Ogg Vorbis file.
 
 One definition for both sides: text2music and image2music answer `audio_file` with it, and the client writes raw
-floats with it, so a file is the same whichever side encoded it. Maintained libraries do the signal work, none of
+floats with it, so a file is the same whichever side encoded it (the same bytes for WAV and FLAC; Ogg streams
+differ in their random serial number only, and decode to the same samples). Maintained libraries do the signal work, none of
 it is written here: libsndfile (`soundfile`) encodes and decodes, libsoxr (`soxr`) resamples, `pyloudnorm`
 measures integrated loudness as ITU-R BS.1770-4 defines it.
 
@@ -228,11 +229,15 @@ def decode(file: bytes) -> Tuple[np.ndarray, int]:
     return samples, int(rate)
 
 
-def format_of_path(path) -> str:
-    """The format a file name implies (FORMAT_OF_EXTENSION); ValueError naming audio_format when it implies none."""
-    suffix = PurePath(path).suffix.lower()
-    if suffix not in FORMAT_OF_EXTENSION:
+def format_of_path(path, preferred: Optional[str] = None) -> str:
+    """The format to write `path` in: `preferred` (a FILE_FORMATS name, say the one a file came in) when the file
+    name's extension is its own or unknown, else the one the extension implies (FORMAT_OF_EXTENSION).
+    EncodingOptionError naming audio_format when neither says."""
+    implied = FORMAT_OF_EXTENSION.get(PurePath(path).suffix.lower())
+    if preferred is not None and (implied is None or FILE_FORMATS[implied].extension == FILE_FORMATS[preferred].extension):
+        return preferred
+    if implied is None:
         raise EncodingOptionError(AUDIO_FORMAT, f"cannot tell the format from the file name {str(path)!r}: give one "
                                                 f"of {_choices(FILE_FORMATS)} or name the file "
                                                 f"{_choices(sorted(FORMAT_OF_EXTENSION))}")
-    return FORMAT_OF_EXTENSION[suffix]
+    return implied

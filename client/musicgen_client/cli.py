@@ -188,7 +188,7 @@ def _music_options(args: argparse.Namespace) -> Dict[str, Any]:
 
 def _write_audio(args: argparse.Namespace, result: MusicResult) -> int:
     try:
-        path = save_audio(args.out, result)
+        path = save_audio(args.out, result, args.format)
     except OSError as exc:
         _error(f"cannot write {args.out}: {exc}")
         return EXIT_WRITE_FAILED

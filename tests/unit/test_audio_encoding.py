@@ -227,3 +227,9 @@ def test_the_longest_clip_at_the_highest_rate_encodes_as_ogg():
     audio = np.random.default_rng(1).uniform(-0.3, 0.3, int(longest * 16000)).astype(np.float32)
     delivered = deliver(audio, RATE, AudioEncoding("ogg", output_sampling_rate=48000))
     assert soundfile.info(io.BytesIO(delivered.file)).frames == int(longest * 48000)
+
+
+def test_format_of_path_prefers_the_given_format_when_the_name_fits_it():
+    assert format_of_path("a.wav", preferred="wav24") == "wav24"
+    assert format_of_path("a.data", preferred="ogg") == "ogg"
+    assert format_of_path("a.flac", preferred="wav24") == "flac"
