@@ -293,7 +293,7 @@ class MusicClient:
         """
         values = {PROMPT: _checked_text(PROMPT, prompt, required=True)}
         values.update(_audio_options(negative_prompt, num_inference_steps, audio_length_in_s, guidance_scale, seed))
-        values.update(_encoding_values(encoding))
+        values.update(_encoding_values(encoding, audio_length_in_s))
         read = functools.partial(_read_music, encoding=encoding or AudioEncoding())
         return self._infer(TEXT2MUSIC, TEXT2MUSIC_INPUTS, values, TEXT2MUSIC_OUTPUTS, read)
 
@@ -315,7 +315,7 @@ class MusicClient:
         """
         values = {IMAGE: image_bytes(image)}
         values.update(_audio_options(negative_prompt, num_inference_steps, audio_length_in_s, guidance_scale, seed))
-        values.update(_encoding_values(encoding))
+        values.update(_encoding_values(encoding, audio_length_in_s))
         read = functools.partial(_read_image_music, encoding=encoding or AudioEncoding())
         return self._infer(IMAGE2MUSIC, IMAGE2MUSIC_INPUTS, values, IMAGE2MUSIC_OUTPUTS, read)
 
@@ -529,12 +529,13 @@ def _audio_options(
     }
 
 
-def _encoding_values(encoding: Optional[AudioEncoding]) -> Dict[str, Any]:
+def _encoding_values(encoding: Optional[AudioEncoding], audio_length_in_s: Optional[float] = None) -> Dict[str, Any]:
     """The delivery inputs that differ from the defaults (a default request stays what it was before them)."""
     if encoding is None:
         return {}
     if not isinstance(encoding, AudioEncoding):
         raise TypeError(f"encoding must be an AudioEncoding, not {type(encoding).__name__}")
+    encoding.check_duration(LENGTH_RANGE.default if audio_length_in_s is None else audio_length_in_s)
     defaults = AudioEncoding()
     return {name: getattr(encoding, name) for name in (AUDIO_FORMAT, OUTPUT_SAMPLING_RATE, LOUDNESS, LOUDNESS_TARGET)
             if getattr(encoding, name) != getattr(defaults, name)}

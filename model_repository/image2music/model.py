@@ -1,4 +1,4 @@
-"""image2music: an encoded image (+ AudioLDM options) → caption, music prompt and audio.
+"""image2music: an encoded image (+ AudioLDM and delivery options) → caption, music prompt and audio.
 
 A thin adapter over musicgen.image2music, which calls the served caption, chatglm and text2music models.
 Requests run on a pool of workers, so that concurrent ones reach text2music together and share its batches.

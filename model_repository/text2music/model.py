@@ -1,4 +1,5 @@
-"""text2music: prompt (+ options) → 16 kHz waveform, from the AudioLDM graphs, with in-flight batching.
+"""text2music: prompt (+ options) → 16 kHz waveform, from the AudioLDM graphs, with in-flight batching; delivered
+as raw samples or an encoded file (musicgen.delivery, off the engine's thread).
 
 A thin adapter: request parsing and validation live in musicgen.protocol, the batching engine in
 musicgen.audioldm.engine. `execute` only validates and enqueues; the engine thread runs every request in

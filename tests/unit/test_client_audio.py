@@ -36,6 +36,8 @@ def test_only_options_that_differ_from_the_defaults_are_sent():
         api.OUTPUT_SAMPLING_RATE: 48000, api.LOUDNESS: "peak", api.LOUDNESS_TARGET: -2.0}
     with pytest.raises(TypeError, match="AudioEncoding"):
         _encoding_values("flac")
+    with pytest.raises(ValueError, match="loudness: lufs needs a clip of at least 0.4 s"):  # checked before sending
+        _encoding_values(AudioEncoding(loudness="lufs"), audio_length_in_s=0.2)
 
 
 def test_a_file_answer_is_kept_and_decoded():
