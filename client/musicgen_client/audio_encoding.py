@@ -2,9 +2,9 @@
 
 One definition for both sides: text2music and image2music answer `audio_file` with it, and the client writes raw
 floats with it, so a file is the same whichever side encoded it (the same bytes for WAV and FLAC; Ogg streams
-differ in their random serial number only, and decode to the same samples). Maintained libraries do the signal work, none of
-it is written here: libsndfile (`soundfile`) encodes and decodes, libsoxr (`soxr`) resamples, `pyloudnorm`
-measures integrated loudness as ITU-R BS.1770-4 defines it.
+differ in their random serial number only, and decode to the same samples). Maintained libraries do the signal
+work, none of it is written here: libsndfile (`soundfile`) encodes and decodes, libsoxr (`soxr`) resamples,
+`pyloudnorm` measures integrated loudness as ITU-R BS.1770-4 defines it.
 
 Resampling is soxr's "VHQ" rather than scipy's `resample_poly`: a dedicated audio converter, linear phase, with
 a stopband far below 16-bit noise, that takes any rate pair without a hand-picked filter and returns
