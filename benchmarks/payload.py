@@ -40,7 +40,8 @@ LEVELS = {"as generated": {}, "peak -1 dBFS": {api.LOUDNESS: "peak"}}
 def request_inputs(fields: Dict[str, object]) -> List[dict]:
     """KServe v2 JSON inputs for `fields` (interface names), datatypes from the interface."""
     datatypes = {spec.name: spec.datatype for spec in api.TEXT2MUSIC_INPUTS}
-    return [{"name": name, "shape": [1], "datatype": datatypes[name], "data": [value]} for name, value in fields.items()]
+    return [{"name": name, "shape": [1], "datatype": datatypes[name], "data": [value]}
+            for name, value in fields.items()]
 
 
 def http_payload(host: str, port: int, fields: Dict[str, object], binary: bool) -> Dict[str, int]:
@@ -100,8 +101,9 @@ def measure(server, seconds: float, steps: int, seed: int) -> List[dict]:
 def markdown(rows: List[dict], seconds: float, steps: int) -> str:
     raw_binary = {row["level"]: row["http_binary"]["body"] for row in rows if row["format"] == RAW}
     lines = [f"# HTTP and gRPC payload of one {seconds:g} s text2music clip (16 kHz mono, {steps} steps, tiny models)",
-             "", "| level | audio_format | HTTP body, JSON (binary_data false) | HTTP body, binary data (tritonclient's "
-             "default) | of which the audio output | gRPC message | vs raw binary |", "|---|---|---|---|---|---|---|"]
+             "", "| level | audio_format | HTTP body, JSON (binary_data false) | HTTP body, binary data "
+             "(tritonclient's default) | of which the audio output | gRPC message | vs raw binary |",
+             "|---|---|---|---|---|---|---|"]
     for row in rows:
         as_json = row["http_json"].get("body")
         json_text = f"{as_json:,}" if as_json else "not JSON-safe (binary file bytes)"

@@ -234,7 +234,8 @@ def format_of_path(path, preferred: Optional[str] = None) -> str:
     name's extension is its own or unknown, else the one the extension implies (FORMAT_OF_EXTENSION).
     EncodingOptionError naming audio_format when neither says."""
     implied = FORMAT_OF_EXTENSION.get(PurePath(path).suffix.lower())
-    if preferred is not None and (implied is None or FILE_FORMATS[implied].extension == FILE_FORMATS[preferred].extension):
+    if preferred is not None and (implied is None or
+                                  FILE_FORMATS[implied].extension == FILE_FORMATS[preferred].extension):
         return preferred
     if implied is None:
         raise EncodingOptionError(AUDIO_FORMAT, f"cannot tell the format from the file name {str(path)!r}: give one "

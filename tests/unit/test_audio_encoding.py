@@ -53,7 +53,8 @@ def test_lossless_formats_round_trip_within_their_quantisation(audio_format):
     file = encode(audio, RATE, audio_format)
     info = soundfile.info(io.BytesIO(file))
     expected = FILE_FORMATS[audio_format]
-    assert (info.format, info.subtype, info.samplerate, info.channels) == (expected.container, expected.subtype, RATE, 1)
+    assert (info.format, info.subtype) == (expected.container, expected.subtype)
+    assert (info.samplerate, info.channels) == (RATE, 1)
     decoded, rate = decode(file)
     assert rate == RATE and decoded.shape == audio.shape
     assert np.abs(decoded - audio).max() <= QUANTISATION[audio_format] * 1.0001
@@ -138,7 +139,8 @@ def test_downsampling_removes_what_the_new_rate_cannot_hold():
 @pytest.mark.parametrize("target", [-1.0, -6.0, -20.0])
 @pytest.mark.parametrize("audio_format", ["raw", "wav24", "flac"])
 def test_peak_normalisation_lands_on_target(target, audio_format):
-    delivered = deliver(music_like(peak=0.3), RATE, AudioEncoding(audio_format, loudness="peak", loudness_target=target))
+    encoding = AudioEncoding(audio_format, loudness="peak", loudness_target=target)
+    delivered = deliver(music_like(peak=0.3), RATE, encoding)
     audio = delivered.samples if delivered.file is None else decode(delivered.file)[0]
     assert dbfs(audio) == pytest.approx(target, abs=0.1)
 
