@@ -14,6 +14,7 @@ from typing import Callable, Dict, Optional
 import numpy as np
 
 from musicgen_client import interface as api
+from musicgen_client.audio_encoding import NONE, RAW, AudioEncoding, EncodingOptionError
 
 
 class InvalidRequestError(ValueError):
@@ -82,6 +83,7 @@ class AudioOptions:
 class TextToMusicRequest:
     prompt: str
     options: AudioOptions
+    encoding: AudioEncoding = AudioEncoding()
 
 
 Inputs = Dict[str, Optional[np.ndarray]]  # tensor name -> array, None when the request omitted it
@@ -155,11 +157,27 @@ def parse_audio_options(inputs: Inputs, min_audio_length_in_s: float = 0.0) -> A
     )
 
 
+def parse_audio_encoding(inputs: Inputs, audio_length_in_s: float) -> AudioEncoding:
+    """How the audio is delivered (format, rate, loudness); absent or empty inputs: raw samples, as before."""
+    rate = _scalar(inputs, api.OUTPUT_SAMPLING_RATE)
+    target = _scalar(inputs, api.LOUDNESS_TARGET)
+    try:
+        encoding = AudioEncoding(
+            audio_format=_text(inputs, api.AUDIO_FORMAT, required=False) or RAW,
+            output_sampling_rate=None if rate is None else int(rate.item()),
+            loudness=_text(inputs, api.LOUDNESS, required=False) or NONE,
+            loudness_target=None if target is None else float(str(target)),  # as typed: see _number
+        )
+        encoding.check_duration(audio_length_in_s)
+    except EncodingOptionError as exc:
+        raise InvalidRequestError(exc.field, exc.problem) from None
+    return encoding
+
+
 def parse_text_to_music(inputs: Inputs, min_audio_length_in_s: float = 0.0) -> TextToMusicRequest:
-    return TextToMusicRequest(
-        prompt=_text(inputs, api.PROMPT, required=True),
-        options=parse_audio_options(inputs, min_audio_length_in_s),
-    )
+    prompt = _text(inputs, api.PROMPT, required=True)
+    options = parse_audio_options(inputs, min_audio_length_in_s)
+    return TextToMusicRequest(prompt, options, parse_audio_encoding(inputs, options.audio_length_in_s))
 
 
 def _image_bytes(inputs: Inputs) -> bytes:
@@ -188,6 +206,7 @@ class TextRequest:
 class ImageToMusicRequest:
     image: bytes  # validated to decode; the caption model decodes it again on its side
     options: AudioOptions
+    encoding: AudioEncoding = AudioEncoding()
 
 
 def parse_caption(inputs: Inputs) -> CaptionRequest:
@@ -206,7 +225,8 @@ def parse_image_to_music(inputs: Inputs, min_audio_length_in_s: float = 0.0) -> 
 
     image = _image_bytes(inputs)
     decode_image(image)
-    return ImageToMusicRequest(image, parse_audio_options(inputs, min_audio_length_in_s))
+    options = parse_audio_options(inputs, min_audio_length_in_s)
+    return ImageToMusicRequest(image, options, parse_audio_encoding(inputs, options.audio_length_in_s))
 
 
 def cancellation_probe(is_cancelled: Callable[[], bool], every_s: float = 0.02) -> Callable[[], bool]:

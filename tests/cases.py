@@ -33,6 +33,10 @@ TEXT2MUSIC_BAD_FIELDS = [
     (dict(guidance_scale=-2.0), "guidance_scale: -2.0 is out of range"),
     (dict(guidance_scale=float("inf")), "guidance_scale: inf is out of range"),
     (dict(seed=-1), "seed: -1 is out of range"),
+    (dict(audio_format="mp3"), "audio_format: 'mp3' is not offered: choose one of raw, wav"),
+    (dict(output_sampling_rate=8000), "output_sampling_rate: 8000 Hz is not offered"),
+    (dict(loudness="lufs", loudness_target=float("nan")), "loudness_target: nan is out of range"),
+    (dict(loudness_target=-14.0), "loudness_target: -14.0 given without a loudness mode"),
 ]
 
 # text2music requests malformed as tensors (sent as they are) → the message of their 400.

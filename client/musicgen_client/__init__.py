@@ -1,6 +1,6 @@
 """Client of the text-to-music and image-to-music Triton deployment.
 
-    from musicgen_client import MusicClient, save_wav
+    from musicgen_client import AudioEncoding, MusicClient, save_audio
 
 The API names load lazily so that `musicgen_client.interface`, which server-side code imports too,
 stays free of numpy, soundfile and tritonclient.
@@ -8,6 +8,7 @@ stays free of numpy, soundfile and tritonclient.
 from typing import Any
 
 __all__ = [
+    "AudioEncoding",
     "HealthReport",
     "ImageMusicResult",
     "MusicClient",
@@ -18,6 +19,7 @@ __all__ = [
     "generate",
     "image_bytes",
     "image_to_music_by_stages",
+    "save_audio",
     "save_wav",
 ]
 

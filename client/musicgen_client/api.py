@@ -1,4 +1,5 @@
-"""Python API of the music service: `MusicClient`, `image_to_music_by_stages()`, `generate()` and `save_wav()`.
+"""Python API of the music service: `MusicClient`, `image_to_music_by_stages()`, `generate()`, `save_audio()` and
+`save_wav()`.
 
 Built over tritonclient's HTTP and gRPC clients. Tensor names, datatypes and parameter ranges all
 come from `interface`, so a change on the server side shows up here as a loud failure, not as a
@@ -14,17 +15,19 @@ import numbers
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional, Sequence, Tuple, TypeVar, Union
 
 import numpy as np
-import soundfile
 from tritonclient.utils import InferenceServerException, triton_to_np_dtype
 
 from . import flow
+from .audio_encoding import RAW, AudioEncoding, decode, encode, format_of_path
 from .interface import (
     AUDIO,
+    AUDIO_FILE,
+    AUDIO_FORMAT,
     AUDIO_LENGTH_IN_S,
     CAPTION,
     CAPTION_INPUTS,
@@ -39,6 +42,8 @@ from .interface import (
     IMAGE2MUSIC_INPUTS,
     IMAGE2MUSIC_OUTPUTS,
     LENGTH_RANGE,
+    LOUDNESS,
+    LOUDNESS_TARGET,
     MAX_IMAGE_BYTES,
     MAX_NEW_TOKENS,
     MAX_NEW_TOKENS_RANGE,
@@ -46,6 +51,7 @@ from .interface import (
     MUSIC_PROMPT,
     NEGATIVE_PROMPT,
     NUM_INFERENCE_STEPS,
+    OUTPUT_SAMPLING_RATE,
     PROMPT,
     SAMPLING_RATE,
     SEED,
@@ -106,11 +112,15 @@ class MusicServiceError(MusicClientError):
 
 @dataclass(frozen=True, eq=False)  # eq=False: comparing ndarrays elementwise has no single truth value
 class MusicResult:
-    """Generated audio: mono float32 samples in [-1, 1], their rate, and the seed that made them."""
+    """Generated audio: mono float32 samples in [-1, 1], their rate, and the seed that made them. When the server
+    encoded it (an `AudioEncoding` with a file format), `audio_file` holds the file as it came and `audio` its
+    decoded samples."""
 
     audio: np.ndarray
     sampling_rate: int
     seed: int
+    audio_file: Optional[bytes] = field(default=None, kw_only=True)
+    audio_format: str = field(default=RAW, kw_only=True)
 
     @property
     def duration_s(self) -> float:
@@ -128,7 +138,8 @@ class ImageMusicResult(MusicResult):
     @classmethod
     def of(cls, music: MusicResult, caption: str, music_prompt: str) -> "ImageMusicResult":
         """`music` together with the texts it was made from."""
-        return cls(music.audio, music.sampling_rate, music.seed, caption, music_prompt)
+        return cls(music.audio, music.sampling_rate, music.seed, caption, music_prompt,
+                   audio_file=music.audio_file, audio_format=music.audio_format)
 
 
 @dataclass(frozen=True)
@@ -272,15 +283,19 @@ class MusicClient:
         audio_length_in_s: Optional[float] = None,
         guidance_scale: Optional[float] = None,
         seed: Optional[int] = None,
+        encoding: Optional[AudioEncoding] = None,
     ) -> MusicResult:
         """Generate music from a text prompt. Options left as None take the server's defaults.
 
         Arguments are checked here against the served ranges so mistakes fail before any network
-        traffic (ValueError, same wording as the server's); the server checks them again.
+        traffic (ValueError, same wording as the server's); the server checks them again. `encoding` asks the
+        server for a file (format, rate, loudness: see `AudioEncoding`); None: raw samples at the model's rate.
         """
         values = {PROMPT: _checked_text(PROMPT, prompt, required=True)}
         values.update(_audio_options(negative_prompt, num_inference_steps, audio_length_in_s, guidance_scale, seed))
-        return self._infer(TEXT2MUSIC, TEXT2MUSIC_INPUTS, values, TEXT2MUSIC_OUTPUTS, _read_music)
+        values.update(_encoding_values(encoding, audio_length_in_s))
+        read = functools.partial(_read_music, encoding=encoding or AudioEncoding())
+        return self._infer(TEXT2MUSIC, TEXT2MUSIC_INPUTS, values, TEXT2MUSIC_OUTPUTS, read)
 
     def image_to_music(
         self,
@@ -291,6 +306,7 @@ class MusicClient:
         audio_length_in_s: Optional[float] = None,
         guidance_scale: Optional[float] = None,
         seed: Optional[int] = None,
+        encoding: Optional[AudioEncoding] = None,
     ) -> ImageMusicResult:
         """Generate music for an image, all stages on this server (the `image2music` model).
 
@@ -299,7 +315,9 @@ class MusicClient:
         """
         values = {IMAGE: image_bytes(image)}
         values.update(_audio_options(negative_prompt, num_inference_steps, audio_length_in_s, guidance_scale, seed))
-        return self._infer(IMAGE2MUSIC, IMAGE2MUSIC_INPUTS, values, IMAGE2MUSIC_OUTPUTS, _read_image_music)
+        values.update(_encoding_values(encoding, audio_length_in_s))
+        read = functools.partial(_read_image_music, encoding=encoding or AudioEncoding())
+        return self._infer(IMAGE2MUSIC, IMAGE2MUSIC_INPUTS, values, IMAGE2MUSIC_OUTPUTS, read)
 
     def caption(self, image: ImageInput, *, max_new_tokens: Optional[int] = None) -> str:
         """Describe an image (the `caption` model, MiniGPT4); `image` as for `image_to_music`.
@@ -358,6 +376,7 @@ def image_to_music_by_stages(
     caption_client: MusicClient,
     llm_client: MusicClient,
     audio_client: MusicClient,
+    encoding: Optional[AudioEncoding] = None,
     **audio_options: Any,
 ) -> ImageMusicResult:
     """Image to music with each stage on the endpoint of its choice (say, the LLMs on another server).
@@ -377,7 +396,7 @@ def image_to_music_by_stages(
     music_prompt = flow.audio_prompt(flow.music_prompt_from_answer(answer), caption, MAX_PROMPT_BYTES)
     if not music_prompt.strip():
         raise _stage_failed(CHATGLM, "neither the music prompt nor the caption has any text to render")
-    music = audio_client.text_to_music(music_prompt, **audio_options)
+    music = audio_client.text_to_music(music_prompt, encoding=encoding, **audio_options)
     return ImageMusicResult.of(music, caption, music_prompt)
 
 
@@ -443,17 +462,28 @@ def _png_bytes(image: "PILImage") -> bytes:
     return buffer.getvalue()
 
 
-def _read_music(response: Any) -> MusicResult:
-    return MusicResult(
-        audio=_output(response, AUDIO).reshape(-1).astype(np.float32, copy=False),
-        sampling_rate=int(_output(response, SAMPLING_RATE).reshape(-1)[0]),
-        seed=int(_output(response, SEED).reshape(-1)[0]),
-    )
+def _read_music(response: Any, encoding: AudioEncoding) -> MusicResult:
+    """The audio outputs: `audio` samples, or for a file format the `audio_file` and its decoded samples."""
+    sampling_rate = int(_output(response, SAMPLING_RATE).reshape(-1)[0])
+    seed = int(_output(response, SEED).reshape(-1)[0])
+    if encoding.file_format is None:
+        audio = _output(response, AUDIO).reshape(-1).astype(np.float32, copy=False)
+        return MusicResult(audio, sampling_rate, seed)
+    file = _output(response, AUDIO_FILE).reshape(-1)[0]
+    if not isinstance(file, bytes):
+        raise ValueError(f"output {AUDIO_FILE!r} is {type(file).__name__}, not BYTES")
+    try:
+        audio, file_rate = decode(file)
+    except RuntimeError as exc:  # libsndfile's "Format not recognised" and the like
+        raise ValueError(f"output {AUDIO_FILE!r} is not a readable {encoding.audio_format} file ({exc})") from exc
+    if file_rate != sampling_rate:
+        raise ValueError(f"output {AUDIO_FILE!r} is at {file_rate} Hz, {SAMPLING_RATE} says {sampling_rate}")
+    return MusicResult(audio, sampling_rate, seed, audio_file=file, audio_format=encoding.audio_format)
 
 
-def _read_image_music(response: Any) -> ImageMusicResult:
+def _read_image_music(response: Any, encoding: AudioEncoding) -> ImageMusicResult:
     return ImageMusicResult.of(
-        _read_music(response), _read_text(response, name=CAPTION), _read_text(response, name=MUSIC_PROMPT)
+        _read_music(response, encoding), _read_text(response, name=CAPTION), _read_text(response, name=MUSIC_PROMPT)
     )
 
 
@@ -497,6 +527,18 @@ def _audio_options(
         GUIDANCE_SCALE: _checked_number(GUIDANCE_RANGE, float, guidance_scale),
         SEED: _checked_number(SEED_RANGE, int, seed),
     }
+
+
+def _encoding_values(encoding: Optional[AudioEncoding], audio_length_in_s: Optional[float] = None) -> Dict[str, Any]:
+    """The delivery inputs that differ from the defaults (a default request stays what it was before them)."""
+    if encoding is None:
+        return {}
+    if not isinstance(encoding, AudioEncoding):
+        raise TypeError(f"encoding must be an AudioEncoding, not {type(encoding).__name__}")
+    encoding.check_duration(LENGTH_RANGE.default if audio_length_in_s is None else audio_length_in_s)
+    defaults = AudioEncoding()
+    return {name: getattr(encoding, name) for name in (AUDIO_FORMAT, OUTPUT_SAMPLING_RATE, LOUDNESS, LOUDNESS_TARGET)
+            if getattr(encoding, name) != getattr(defaults, name)}
 
 
 def _invalid(name: str, message: str) -> ValueError:
@@ -550,21 +592,37 @@ def generate(
         return client.text_to_music(prompt, **options).audio
 
 
-def save_wav(path: Union[str, os.PathLike], audio: np.ndarray, sampling_rate: int) -> Path:
-    """Write `audio` (samples, or samples x channels) as 16-bit PCM WAV; returns the path.
+def save_audio(path: Union[str, os.PathLike], result: MusicResult, audio_format: Optional[str] = None) -> Path:
+    """Write `result` as an audio file; returns the path. Missing parent directories are created.
 
-    Samples are clipped to [-1, 1] first: not every libsndfile saturates when converting float to
-    PCM, and one that wraps turns overshoots into loud clicks. Missing parent directories are created.
+    `audio_format` (a file format of `audio_encoding.FILE_FORMATS`) defaults to the one the file name implies
+    (`.wav`, `.flac`, `.ogg`), or to the server's when the name fits it or implies none (`song.wav` keeps a
+    server's 24-bit WAV). A file the server encoded in that format is written as it came; otherwise the samples
+    are encoded here, by the same code the server runs.
     """
-    path = Path(path)
-    data = np.asarray(audio, dtype=np.float32)
-    if not np.isfinite(data).all():  # clipping would turn NaN into a file of garbage that looks like audio
-        raise ValueError(f"audio holds {int(data.size - np.isfinite(data).sum())} non-finite samples: not writing it")
-    data = np.clip(data, -1.0, 1.0)
-    if data.ndim not in (1, 2):
-        raise ValueError(f"audio must be 1-D (mono) or 2-D (samples x channels), got shape {data.shape}")
+    served = result.audio_format if result.audio_file is not None else None
+    audio_format = audio_format or format_of_path(path, preferred=served)
+    AudioEncoding(audio_format)  # ValueError naming audio_format for a name that is not offered
+    if audio_format == RAW:
+        raise _invalid(AUDIO_FORMAT, f"{RAW} is not a file format: give one of the others")
+    if result.audio_file is not None and audio_format == result.audio_format:
+        return _write_file(path, result.audio_file)
+    return _write_file(path, encode(result.audio, result.sampling_rate, audio_format))
+
+
+def save_wav(path: Union[str, os.PathLike], audio: np.ndarray, sampling_rate: int) -> Path:
+    """Write `audio` (samples, or samples x channels) as 16-bit PCM WAV whatever the file name; returns the path.
+
+    Samples are clipped to [-1, 1] first (see `audio_encoding.encode`); NaN or inf is refused. Missing parent
+    directories are created.
+    """
     if sampling_rate <= 0:
         raise ValueError(f"sampling_rate={sampling_rate!r} must be positive")
+    return _write_file(path, encode(audio, sampling_rate, "wav"))
+
+
+def _write_file(path: Union[str, os.PathLike], data: bytes) -> Path:
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    soundfile.write(path, data, int(sampling_rate), subtype="PCM_16", format="WAV")
+    path.write_bytes(data)
     return path

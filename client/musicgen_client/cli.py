@@ -1,12 +1,14 @@
-"""The `musicgen` command: generate music on the Triton server and save it as WAV.
+"""The `musicgen` command: generate music on the Triton server and save it as WAV, FLAC or Ogg Vorbis.
 
     musicgen text "a calm piano melody" --out calm.wav --seed 42
+    musicgen text "a calm piano melody" --out calm.flac --sample-rate 44100 --loudness lufs
     musicgen image photo.jpg --out song.wav --llm-url gpu-box:8000
     musicgen caption photo.jpg
     musicgen chat "name three instruments"
     musicgen health --protocol grpc
 
-Exit codes: 0 ok, 1 the WAV could not be written, 2 bad arguments (an image file that cannot be read
+The server encodes the file (`--format`, else the one the file name implies); it is written as it comes.
+Exit codes: 0 ok, 1 the file could not be written, 2 bad arguments (an image file that cannot be read
 included), 3 server unreachable or not ready, 4 the server returned an error. Errors are one line on
 stderr, never a traceback.
 """
@@ -26,7 +28,17 @@ from .api import (
     MusicServiceError,
     ServerUnavailableError,
     image_to_music_by_stages,
-    save_wav,
+    save_audio,
+)
+from .audio_encoding import (
+    FILE_FORMATS,
+    FORMAT_OF_EXTENSION,
+    LOUDNESS_MODES,
+    LOUDNESS_TARGETS,
+    NONE,
+    OUTPUT_SAMPLING_RATES,
+    AudioEncoding,
+    format_of_path,
 )
 from .interface import (
     GUIDANCE_RANGE,
@@ -84,13 +96,26 @@ def build_parser() -> argparse.ArgumentParser:
     music_options = argparse.ArgumentParser(add_help=False)
     audio = music_options.add_argument_group("music")
     audio.add_argument(
-        "--out", "-o", type=Path, default=Path("musicgen.wav"), help="WAV file to write (default %(default)s)"
+        "--out", "-o", type=Path, default=Path("musicgen.wav"),
+        help=f"audio file to write: {', '.join(sorted(FORMAT_OF_EXTENSION))} (default %(default)s)",
     )
     audio.add_argument("--negative", metavar="TEXT", help="what the music should not sound like")
     audio.add_argument("--steps", type=int, metavar="N", help=_range_help("denoising steps", STEPS_RANGE))
     audio.add_argument("--length", type=float, metavar="S", help=_range_help("clip length in seconds", LENGTH_RANGE))
     audio.add_argument("--guidance", type=float, metavar="G", help=_range_help("guidance scale", GUIDANCE_RANGE))
     audio.add_argument("--seed", type=int, help="random seed; without one the server draws one, printed afterwards")
+    output = music_options.add_argument_group("output file")
+    output.add_argument("--format", choices=tuple(FILE_FORMATS),
+                        help="wav, flac: 16-bit; wav24, flac24: 24-bit; wavf32: float; ogg: Vorbis, lossy "
+                             "(default: from --out's extension, 16-bit for .wav and .flac)")
+    output.add_argument("--sample-rate", type=int, choices=OUTPUT_SAMPLING_RATES, metavar="HZ",
+                        help=f"resample to {', '.join(map(str, OUTPUT_SAMPLING_RATES))} Hz (default: the model's own)")
+    output.add_argument("--loudness", choices=LOUDNESS_MODES, default=NONE,
+                        help="normalise the sample peak (dBFS) or the integrated loudness (LUFS, ITU-R BS.1770); "
+                             "LUFS never pushes a peak past full scale (default %(default)s)")
+    output.add_argument("--loudness-target", type=float, metavar="DB",
+                        help="; ".join(f"{mode}: {r.minimum:g} to {r.maximum:g}, default {r.default:g}"
+                                       for mode, r in LOUDNESS_TARGETS.items()))
 
     # The option of the LLM stages (caption, chat).
     llm_options = argparse.ArgumentParser(add_help=False)
@@ -149,22 +174,26 @@ def _music_options(args: argparse.Namespace) -> Dict[str, Any]:
     """
     if args.out.is_dir():
         raise ValueError(f"--out {args.out} is a directory; give a file name")
+    encoding = AudioEncoding(args.format or format_of_path(args.out), args.sample_rate, args.loudness,
+                             args.loudness_target)
     return {
         "negative_prompt": args.negative,
         "num_inference_steps": args.steps,
         "audio_length_in_s": args.length,
         "guidance_scale": args.guidance,
         "seed": args.seed,
+        "encoding": encoding,
     }
 
 
-def _write_wav(args: argparse.Namespace, result: MusicResult) -> int:
+def _write_audio(args: argparse.Namespace, result: MusicResult) -> int:
     try:
-        path = save_wav(args.out, result.audio, result.sampling_rate)
+        path = save_audio(args.out, result, args.format)
     except OSError as exc:
         _error(f"cannot write {args.out}: {exc}")
         return EXIT_WRITE_FAILED
-    print(f"wrote {path}: {result.duration_s:.2f} s at {result.sampling_rate} Hz, seed {result.seed}")
+    print(f"wrote {path}: {result.duration_s:.2f} s at {result.sampling_rate} Hz, {result.audio_format}, "
+          f"seed {result.seed}")
     return EXIT_OK
 
 
@@ -172,7 +201,7 @@ def _run_text(args: argparse.Namespace) -> int:
     options = _music_options(args)
     with _client(args) as client:
         result = client.text_to_music(args.prompt, **options)
-    return _write_wav(args, result)
+    return _write_audio(args, result)
 
 
 def _run_image(args: argparse.Namespace) -> int:
@@ -188,7 +217,7 @@ def _run_image(args: argparse.Namespace) -> int:
             result = client.image_to_music(args.image, **options)
     print(f"caption: {result.caption}")
     print(f"music prompt: {result.music_prompt}")
-    return _write_wav(args, result)
+    return _write_audio(args, result)
 
 
 def _run_caption(args: argparse.Namespace) -> int:

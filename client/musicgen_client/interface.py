@@ -76,8 +76,24 @@ AUDIO_OUTPUTS = (
     TensorSpec(SEED, "INT64", (1,)),
     TensorSpec(SAMPLING_RATE, "INT32", (1,)),
 )
-TEXT2MUSIC_INPUTS = (TensorSpec(PROMPT, "BYTES", (1,)),) + AUDIO_OPTION_INPUTS
-TEXT2MUSIC_OUTPUTS = AUDIO_OUTPUTS
+
+# Encoded output (musicgen_client.audio_encoding holds the allowed values): with a file format, the response
+# carries `audio_file` (the whole file) instead of `audio`; `sampling_rate` is the delivered rate either way.
+AUDIO_FORMAT = "audio_format"
+OUTPUT_SAMPLING_RATE = "output_sampling_rate"
+LOUDNESS = "loudness"
+LOUDNESS_TARGET = "loudness_target"
+AUDIO_FILE = "audio_file"
+AUDIO_ENCODING_INPUTS = (
+    TensorSpec(AUDIO_FORMAT, "BYTES", (1,), optional=True),
+    TensorSpec(OUTPUT_SAMPLING_RATE, "INT32", (1,), optional=True),
+    TensorSpec(LOUDNESS, "BYTES", (1,), optional=True),
+    TensorSpec(LOUDNESS_TARGET, "FP32", (1,), optional=True),
+)
+ENCODED_AUDIO_OUTPUTS = (TensorSpec(AUDIO_FILE, "BYTES", (1,)),)
+
+TEXT2MUSIC_INPUTS = (TensorSpec(PROMPT, "BYTES", (1,)),) + AUDIO_OPTION_INPUTS + AUDIO_ENCODING_INPUTS
+TEXT2MUSIC_OUTPUTS = AUDIO_OUTPUTS + ENCODED_AUDIO_OUTPUTS
 
 # ---- image → music ------------------------------------------------------------------------------
 IMAGE = "image"  # an encoded PNG or JPEG, whole file bytes
@@ -145,8 +161,9 @@ CAPTION_INPUTS = (TensorSpec(IMAGE, "BYTES", (1,)), TensorSpec(MAX_NEW_TOKENS, "
 CAPTION_OUTPUTS = (TensorSpec(CAPTION, "BYTES", (1,)),)
 CHATGLM_INPUTS = (TensorSpec(PROMPT, "BYTES", (1,)), TensorSpec(MAX_NEW_TOKENS, "INT32", (1,), optional=True))
 CHATGLM_OUTPUTS = (TensorSpec(TEXT, "BYTES", (1,)),)
-IMAGE2MUSIC_INPUTS = (TensorSpec(IMAGE, "BYTES", (1,)),) + AUDIO_OPTION_INPUTS
-IMAGE2MUSIC_OUTPUTS = (TensorSpec(CAPTION, "BYTES", (1,)), TensorSpec(MUSIC_PROMPT, "BYTES", (1,))) + AUDIO_OUTPUTS
+IMAGE2MUSIC_INPUTS = (TensorSpec(IMAGE, "BYTES", (1,)),) + AUDIO_OPTION_INPUTS + AUDIO_ENCODING_INPUTS
+IMAGE2MUSIC_OUTPUTS = ((TensorSpec(CAPTION, "BYTES", (1,)), TensorSpec(MUSIC_PROMPT, "BYTES", (1,))) + AUDIO_OUTPUTS
+                       + ENCODED_AUDIO_OUTPUTS)
 
 MINIGPT4_IMAGE_ENCODER = "minigpt4_image_encoder"
 MINIGPT4_EMBED_TOKENS = "minigpt4_embed_tokens"

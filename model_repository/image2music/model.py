@@ -1,4 +1,4 @@
-"""image2music: an encoded image (+ AudioLDM options) → caption, music prompt and audio.
+"""image2music: an encoded image (+ AudioLDM and delivery options) → caption, music prompt and audio.
 
 A thin adapter over musicgen.image2music, which calls the served caption, chatglm and text2music models.
 Requests run on a pool of workers, so that concurrent ones reach text2music together and share its batches.
@@ -11,6 +11,7 @@ import numpy as np
 
 from musicgen import triton_glue
 from musicgen.audioldm.config import AudioLDMConfig
+from musicgen.delivery import delivered_outputs
 from musicgen.image2music import ImageToMusic
 from musicgen.params import IMAGE2MUSIC_PARAMETERS, read_parameters
 from musicgen.protocol import parse_image_to_music
@@ -37,7 +38,7 @@ class TritonPythonModel:
         return {
             api.CAPTION: np.array([result.caption.encode("utf-8")], dtype=object),
             api.MUSIC_PROMPT: np.array([result.music_prompt.encode("utf-8")], dtype=object),
-            **result.outputs,
+            **delivered_outputs(result.outputs, parsed.encoding),
         }
 
     def finalize(self):

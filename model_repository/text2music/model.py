@@ -1,4 +1,5 @@
-"""text2music: prompt (+ options) → 16 kHz waveform, from the AudioLDM graphs, with in-flight batching.
+"""text2music: prompt (+ options) → 16 kHz waveform, from the AudioLDM graphs, with in-flight batching; delivered
+as raw samples or an encoded file (musicgen.delivery, off the engine's thread).
 
 A thin adapter: request parsing and validation live in musicgen.protocol, the batching engine in
 musicgen.audioldm.engine. `execute` only validates and enqueues; the engine thread runs every request in
@@ -13,6 +14,7 @@ import numpy as np
 from musicgen import triton_glue
 from musicgen.audioldm.engine import EngineLimits, Job
 from musicgen.audioldm.pipeline import AudioLDMRecipe
+from musicgen.delivery import Delivery
 from musicgen.params import TEXT2MUSIC_PARAMETERS, read_parameters
 from musicgen.protocol import cancellation_probe, parse_text_to_music
 from musicgen.stage_graphs import open_stage_graphs
@@ -32,6 +34,7 @@ class TritonPythonModel:
             self.recipe.warm_up(min(limits.max_active, limits.max_batch_requests), lengths)
         self.recipe.engine.observer = triton_glue.EngineMetrics(api.TEXT2MUSIC)  # from here on: real traffic
         self.input_names = [t.name for t in api.TEXT2MUSIC_INPUTS]
+        self.delivery = Delivery()  # encodes off the engine's thread
         self.loop = threading.Thread(target=self.recipe.engine.run_forever, name="audioldm-engine", daemon=True)
         self.loop.start()
 
@@ -46,9 +49,10 @@ class TritonPythonModel:
                    api.SAMPLING_RATE: np.array([self.recipe.config.sampling_rate], dtype=np.int32)}
         self.recipe.engine.submit(Job(
             parsed.prompt, parsed.options,
-            finish=lambda audio, error: respond(None if error else {api.AUDIO: audio, **outputs}, error),
+            finish=self.delivery.finisher(outputs, parsed.encoding, respond),
             keep_going=cancellation_probe(request.is_cancelled)))
 
     def finalize(self):
         self.recipe.engine.stop()
         self.loop.join(timeout=30)
+        self.delivery.close()
