@@ -6,6 +6,7 @@ silently ignored input.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import http.client
 import importlib
@@ -16,7 +17,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional, Sequence, Tuple, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, Mapping, Optional, Sequence, Tuple, TypeVar, Union
 
 import numpy as np
 import soundfile
@@ -24,6 +25,8 @@ from tritonclient.utils import InferenceServerException, triton_to_np_dtype
 
 from . import flow
 from .interface import (
+    PROGRESS_OUTPUTS,
+    STREAM_VARIANTS,
     AUDIO,
     AUDIO_LENGTH_IN_S,
     CAPTION,
@@ -58,6 +61,7 @@ from .interface import (
     ParameterRange,
     TensorSpec,
 )
+from .streaming import Progress, StreamTimeout, stream_infer
 
 if TYPE_CHECKING:  # pillow is optional: only callers who pass PIL images have it
     from PIL.Image import Image as PILImage
@@ -170,8 +174,17 @@ class _Transport:
         return {}
 
     def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        try:
+        with self._translated_errors():
             return getattr(self._client, method)(*args, **kwargs, **self._call_options())
+
+    def stream(self, model: str, inputs: Sequence[Any], outputs: Sequence[Any], progress: Progress) -> Any:
+        """One request to a streaming model: progress to `progress`, then the final result (gRPC only)."""
+        raise ValueError(f"progress is streamed over gRPC: use protocol='grpc' (this client uses {self.protocol})")
+
+    @contextlib.contextmanager
+    def _translated_errors(self) -> Iterator[None]:
+        try:
+            yield
         except InferenceServerException as exc:
             if exc.status() in _UNAVAILABLE_STATUSES:
                 raise ServerUnavailableError(self.url, self.protocol, exc.message()) from exc
@@ -204,6 +217,13 @@ class _GrpcTransport(_Transport):
 
     def _call_options(self) -> Dict[str, Any]:
         return {"client_timeout": self.timeout_s}
+
+    def stream(self, model: str, inputs: Sequence[Any], outputs: Sequence[Any], progress: Progress) -> Any:
+        with self._translated_errors():
+            try:
+                return stream_infer(self._client, model, inputs, outputs, progress, self.timeout_s)
+            except StreamTimeout as exc:
+                raise ServerUnavailableError(self.url, self.protocol, str(exc)) from exc
 
 
 _TRANSPORTS = {transport.protocol: transport for transport in (_HttpTransport, _GrpcTransport)}
@@ -272,15 +292,18 @@ class MusicClient:
         audio_length_in_s: Optional[float] = None,
         guidance_scale: Optional[float] = None,
         seed: Optional[int] = None,
+        progress: Optional[Progress] = None,
     ) -> MusicResult:
         """Generate music from a text prompt. Options left as None take the server's defaults.
 
         Arguments are checked here against the served ranges so mistakes fail before any network
         traffic (ValueError, same wording as the server's); the server checks them again.
+        With `progress`, a callable `(stage, step, total)`, the request streams from `text2music_stream`
+        (gRPC only) and `progress` hears every denoising step; the result is the same as without it.
         """
         values = {PROMPT: _checked_text(PROMPT, prompt, required=True)}
         values.update(_audio_options(negative_prompt, num_inference_steps, audio_length_in_s, guidance_scale, seed))
-        return self._infer(TEXT2MUSIC, TEXT2MUSIC_INPUTS, values, TEXT2MUSIC_OUTPUTS, _read_music)
+        return self._infer(TEXT2MUSIC, TEXT2MUSIC_INPUTS, values, TEXT2MUSIC_OUTPUTS, _read_music, progress)
 
     def image_to_music(
         self,
@@ -291,15 +314,18 @@ class MusicClient:
         audio_length_in_s: Optional[float] = None,
         guidance_scale: Optional[float] = None,
         seed: Optional[int] = None,
+        progress: Optional[Progress] = None,
     ) -> ImageMusicResult:
         """Generate music for an image, all stages on this server (the `image2music` model).
 
         `image` is a PNG or JPEG file's bytes, a path to one, or a PIL image (see `image_bytes`); the
         options are `text_to_music`'s. The result carries the caption and the music prompt as well.
+        With `progress`, it streams from `image2music_stream` (gRPC only): `progress(stage, step, total)`
+        hears the caption and chatglm stages start and end, then every denoising step.
         """
         values = {IMAGE: image_bytes(image)}
         values.update(_audio_options(negative_prompt, num_inference_steps, audio_length_in_s, guidance_scale, seed))
-        return self._infer(IMAGE2MUSIC, IMAGE2MUSIC_INPUTS, values, IMAGE2MUSIC_OUTPUTS, _read_image_music)
+        return self._infer(IMAGE2MUSIC, IMAGE2MUSIC_INPUTS, values, IMAGE2MUSIC_OUTPUTS, _read_image_music, progress)
 
     def caption(self, image: ImageInput, *, max_new_tokens: Optional[int] = None) -> str:
         """Describe an image (the `caption` model, MiniGPT4); `image` as for `image_to_music`.
@@ -332,9 +358,11 @@ class MusicClient:
         values: Mapping[str, Any],
         output_specs: Tuple[TensorSpec, ...],
         decode: Callable[[Any], _Decoded],
+        progress: Optional[Progress] = None,
     ) -> _Decoded:
         """Send the values given for `input_specs` (None: leave the optional input out), ask for
-        `output_specs`, and return what `decode` makes of the response."""
+        `output_specs`, and return what `decode` makes of the response. With `progress`, the request goes
+        to `model`'s streaming twin, which reports to it first."""
         module = self._transport.module
         inputs = []
         for spec in input_specs:
@@ -344,8 +372,13 @@ class MusicClient:
                     raise _invalid(spec.name, "is required")
                 continue
             inputs.append(_infer_input(module, spec, value))
-        outputs = [module.InferRequestedOutput(spec.name) for spec in output_specs]
-        response = self._transport.call("infer", model, inputs, outputs=outputs)
+        if progress is None:
+            outputs = [module.InferRequestedOutput(spec.name) for spec in output_specs]
+            response = self._transport.call("infer", model, inputs, outputs=outputs)
+        else:
+            outputs = [module.InferRequestedOutput(spec.name) for spec in output_specs + PROGRESS_OUTPUTS]
+            model = STREAM_VARIANTS[model]
+            response = self._transport.stream(model, inputs, outputs, progress)
         try:
             return decode(response)
         except (ValueError, IndexError) as exc:  # a malformed answer is the server's fault, not the caller's

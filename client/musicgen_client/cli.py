@@ -13,9 +13,10 @@ stderr, never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, ContextManager, Dict, List, Optional
 
 from .api import (
     DEFAULT_PORTS,
@@ -38,6 +39,7 @@ from .interface import (
     TEXT2MUSIC,
     ParameterRange,
 )
+from .progress_bar import StageBars
 
 EXIT_OK = 0
 EXIT_WRITE_FAILED = 1
@@ -91,6 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
     audio.add_argument("--length", type=float, metavar="S", help=_range_help("clip length in seconds", LENGTH_RANGE))
     audio.add_argument("--guidance", type=float, metavar="G", help=_range_help("guidance scale", GUIDANCE_RANGE))
     audio.add_argument("--seed", type=int, help="random seed; without one the server draws one, printed afterwards")
+    audio.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        help="progress bar on stderr, streamed over gRPC (needs --protocol grpc); "
+        "default: shown when using grpc from a terminal",
+    )
 
     # The option of the LLM stages (caption, chat).
     llm_options = argparse.ArgumentParser(add_help=False)
@@ -168,10 +176,18 @@ def _write_wav(args: argparse.Namespace, result: MusicResult) -> int:
     return EXIT_OK
 
 
+def _progress_bar(args: argparse.Namespace) -> ContextManager[Optional[StageBars]]:
+    """The progress callback --progress asks for (by default: on gRPC, when stdout and stderr are terminals)."""
+    wanted = args.progress
+    if wanted is None:
+        wanted = args.protocol == "grpc" and sys.stdout.isatty() and sys.stderr.isatty()
+    return StageBars() if wanted else contextlib.nullcontext()
+
+
 def _run_text(args: argparse.Namespace) -> int:
     options = _music_options(args)
-    with _client(args) as client:
-        result = client.text_to_music(args.prompt, **options)
+    with _client(args) as client, _progress_bar(args) as progress:
+        result = client.text_to_music(args.prompt, **options, progress=progress)
     return _write_wav(args, result)
 
 
@@ -184,8 +200,8 @@ def _run_image(args: argparse.Namespace) -> int:
                 args.image, caption_client=captioner, llm_client=llm, audio_client=audio, **options
             )
     else:
-        with _client(args) as client:
-            result = client.image_to_music(args.image, **options)
+        with _client(args) as client, _progress_bar(args) as progress:
+            result = client.image_to_music(args.image, **options, progress=progress)
     print(f"caption: {result.caption}")
     print(f"music prompt: {result.music_prompt}")
     return _write_wav(args, result)

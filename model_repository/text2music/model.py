@@ -3,6 +3,8 @@
 A thin adapter: request parsing and validation live in musicgen.protocol, the batching engine in
 musicgen.audioldm.engine. `execute` only validates and enqueues; the engine thread runs every request in
 flight together and answers each when its waveform is ready (or it was cancelled, or failed).
+The same code serves `text2music_stream`, whose config is decoupled: it streams a progress response per
+denoising step before the result.
 """
 import json
 import threading
@@ -21,18 +23,20 @@ from musicgen_client import interface as api
 
 class TritonPythonModel:
     def initialize(self, args):
-        params = read_parameters(json.loads(args["model_config"]), TEXT2MUSIC_PARAMETERS)
+        model_config = json.loads(args["model_config"])
+        params = read_parameters(model_config, TEXT2MUSIC_PARAMETERS)
+        self.decoupled = triton_glue.is_decoupled(model_config)
         run_stage = open_stage_graphs(params, Path(args["model_repository"]).parent,
                                       [c.name for c in api.AUDIOLDM_COMPONENTS], triton_glue.bls_stage)
         limits = EngineLimits(**{k: params[k] for k in EngineLimits.__dataclass_fields__})
         self.recipe = AudioLDMRecipe(Path(args["model_repository"]) / args["model_version"], run_stage, limits,
-                                     triton_glue.EngineMetrics(api.TEXT2MUSIC))
+                                     triton_glue.EngineMetrics(model_config["name"]))
         self.input_names = [t.name for t in api.TEXT2MUSIC_INPUTS]
         self.loop = threading.Thread(target=self.recipe.engine.run_forever, name="audioldm-engine", daemon=True)
         self.loop.start()
 
     def execute(self, requests):
-        triton_glue.respond_later(requests, self._submit)
+        triton_glue.respond_later(requests, self._submit, self.decoupled)
         return None
 
     def _submit(self, request, respond):
@@ -43,7 +47,8 @@ class TritonPythonModel:
         self.recipe.engine.submit(Job(
             parsed.prompt, parsed.options,
             finish=lambda audio, error: respond(None if error else {api.AUDIO: audio, **outputs}, error),
-            keep_going=lambda: not request.is_cancelled()))
+            keep_going=respond.keep_going,
+            progress=(lambda step, total: respond.progress(api.DENOISE, step, total)) if self.decoupled else None))
 
     def finalize(self):
         self.recipe.engine.stop()
