@@ -3,6 +3,7 @@
 A stream carries one progress response per stage step, in order, then the unary model's result (the same
 waveform for the same seed), flagged final. Closing the stream early cancels the work on the server.
 """
+import json
 import queue
 import subprocess
 import sys
@@ -51,6 +52,17 @@ def engine_counters(server, model):
             key = line.split("{")[0] + ("" if "outcome" not in line else line.split('outcome="')[1].split('"')[0])
             values[key] = float(line.rsplit(" ", 1)[1])
     return values
+
+
+def wait_for_cancelled(server, before, timeout_s=60):
+    """The stream model's counters once they show one more cancelled request than `before`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        after = engine_counters(server, api.TEXT2MUSIC_STREAM)
+        if after.get("musicgen_requests_totalcancelled", 0) > before.get("musicgen_requests_totalcancelled", 0):
+            return after
+        assert time.monotonic() < deadline, f"no cancelled request in the engine's metrics: {after}"
+        time.sleep(0.2)
 
 
 @pytest.mark.parametrize("options", [OPTIONS, dict(OPTIONS, guidance_scale=1.0, num_inference_steps=3)])
@@ -119,13 +131,7 @@ def test_closing_the_stream_cancels_the_work(triton_server):
         with pytest.raises(Closed):
             client.text_to_music(PROMPT, num_inference_steps=500, audio_length_in_s=1.0, seed=1,
                                  progress=close_after_first_step)
-        deadline = time.monotonic() + 60
-        while True:
-            after = engine_counters(triton_server, api.TEXT2MUSIC_STREAM)
-            if after.get("musicgen_requests_totalcancelled", 0) > before.get("musicgen_requests_totalcancelled", 0):
-                break
-            assert time.monotonic() < deadline, f"no cancelled request in the engine's metrics: {after}"
-            time.sleep(0.2)
+        after = wait_for_cancelled(triton_server, before)
         steps_done = after["musicgen_denoise_steps_total"] - before.get("musicgen_denoise_steps_total", 0)
         assert 1 <= steps_done < 500
         heard = []
@@ -145,6 +151,41 @@ def test_http_infer_on_a_stream_model_is_refused(triton_server):
     finally:
         client.close()
     assert err.value.status() == "501"
+
+
+def sse_events(response):
+    """The JSON events of a server-sent event stream, as they arrive."""
+    for line in response:
+        if line.startswith(b"data: "):
+            yield json.loads(line[len(b"data: "):])
+
+
+def generate_stream(server, fields):
+    request = urllib.request.Request(f"http://{server.http_url}/v2/models/{api.TEXT2MUSIC_STREAM}/generate_stream",
+                                     data=json.dumps(fields).encode(), headers={"Content-Type": "application/json"})
+    return urllib.request.urlopen(request, timeout=120)
+
+
+def test_http_generate_stream_sends_progress_then_the_same_audio(triton_server):
+    """Triton's HTTP generate_stream (server-sent events) serves the stream too: JSON inputs, one event per
+    response."""
+    fields = dict(prompt=PROMPT, num_inference_steps=3, audio_length_in_s=0.5, seed=4)
+    with generate_stream(triton_server, fields) as response:
+        *progress, final = list(sse_events(response))
+    assert [(e[api.STAGE], e[api.STEP], e[api.TOTAL]) for e in progress] == [(api.DENOISE, i, 3) for i in (1, 2, 3)]
+    with MusicClient(triton_server.grpc_url, "grpc") as client:
+        unary = client.text_to_music(**fields)
+    assert final[api.SEED] == 4 and rel_err(np.array(final[api.AUDIO], np.float32), unary.audio) <= 1e-6
+
+
+def test_closing_the_http_event_stream_cancels_the_work(triton_server):
+    """Over HTTP the server sees the closed connection at its next write, a progress event a step later."""
+    before = engine_counters(triton_server, api.TEXT2MUSIC_STREAM)
+    with generate_stream(triton_server, dict(prompt=PROMPT, num_inference_steps=500, audio_length_in_s=1.0,
+                                             seed=5)) as response:
+        next(sse_events(response))
+    after = wait_for_cancelled(triton_server, before)
+    assert after["musicgen_denoise_steps_total"] - before.get("musicgen_denoise_steps_total", 0) < 500
 
 
 def test_streamed_image2music_equals_unary_with_every_stage_reported(triton_server):
