@@ -103,3 +103,26 @@ def test_stage_bars_one_bar_per_stage():
             bars(*progress)
     text = out.getvalue()
     assert "caption" in text and "1/1" in text and f"{DENOISE}" in text and "4/4" in text
+
+
+def test_cli_progress_over_http_is_a_usage_error(capsys):
+    from musicgen_client.cli import EXIT_USAGE, main
+
+    assert main(["text", "rain", "--progress", "--url", "127.0.0.1:1", "--out", "/nonexistent-dir/x.wav"]) == EXIT_USAGE
+    assert "gRPC" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv,terminal,shown", [
+    (["--protocol", "grpc"], True, True),      # the default: a bar on gRPC from a terminal
+    (["--protocol", "grpc"], False, False),    # output captured by a script: no bar
+    (["--protocol", "http"], True, False),     # HTTP cannot stream
+    (["--protocol", "grpc", "--no-progress"], True, False),
+    (["--protocol", "grpc", "--progress"], False, True),
+])
+def test_cli_progress_bar_default(monkeypatch, argv, terminal, shown):
+    from musicgen_client import cli
+
+    monkeypatch.setattr(cli.sys.stdout, "isatty", lambda: terminal, raising=False)
+    monkeypatch.setattr(cli.sys.stderr, "isatty", lambda: terminal, raising=False)
+    with cli._progress_bar(cli.build_parser().parse_args(["text", "rain", *argv])) as progress:
+        assert isinstance(progress, StageBars) == shown
