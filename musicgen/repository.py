@@ -70,7 +70,7 @@ class ModelEntry:
     parameters: Dict[str, Any] = field(default_factory=dict)
     instance_count: int = 1
     instance_kind: str = "KIND_CPU"
-    decoupled: bool = False  # answers with any number of responses (gRPC streaming only: HTTP /infer is 501)
+    decoupled: bool = False  # any number of responses per request: streams only (HTTP /infer answers 501)
 
     def render_config(self, template: str) -> str:
         return fill_template(template, {

@@ -83,7 +83,7 @@ class Responder:
         self._sender.send(response, flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
 
     def keep_going(self) -> bool:
-        # A decoupled request's cancellation shows on its sender (FEASIBILITY: both work where they apply).
+        # A decoupled model reads cancellation from the request's response sender, a unary one from the request.
         return not (self._sender.is_cancelled() if self.decoupled else self._request.is_cancelled())
 
     def progress(self, stage: str, step: int, total: int) -> None:

@@ -35,6 +35,7 @@ from .interface import (
     CHATGLM,
     CHATGLM_INPUTS,
     CHATGLM_OUTPUTS,
+    DENOISE,
     GUIDANCE_RANGE,
     GUIDANCE_SCALE,
     IMAGE,
@@ -391,6 +392,7 @@ def image_to_music_by_stages(
     caption_client: MusicClient,
     llm_client: MusicClient,
     audio_client: MusicClient,
+    progress: Optional[Progress] = None,
     **audio_options: Any,
 ) -> ImageMusicResult:
     """Image to music with each stage on the endpoint of its choice (say, the LLMs on another server).
@@ -399,18 +401,27 @@ def image_to_music_by_stages(
     `audio_client.text_to_music(music_prompt, **audio_options)`. The glue between the stages is
     `flow`'s, the very code the server's `image2music` runs, so with one server for all three the
     caption, the music prompt and (for the same seed) the audio are those `image_to_music` gives.
+    `progress(stage, step, total)` hears each LLM stage start and end, then the denoising steps streamed
+    from `audio_client` (which must then use gRPC).
     """
     # Check the options now: a mistake must not cost a caption and a chat first.
     _audio_options(**audio_options)
+    report = progress or (lambda stage, step, total: None)
+    report(CAPTION, 0, 1)
     caption = caption_client.caption(image)
+    report(CAPTION, 1, 1)
+    report(CHATGLM, 0, 1)
     try:
         answer = llm_client.chat(flow.music_prompt_request(caption))
     except ValueError as exc:  # a caption that makes a question ChatGLM refuses: a stage's fault, not the caller's
         raise _stage_failed(CHATGLM, str(exc)) from exc
+    report(CHATGLM, 1, 1)
     music_prompt = flow.audio_prompt(flow.music_prompt_from_answer(answer), caption, MAX_PROMPT_BYTES)
     if not music_prompt.strip():
         raise _stage_failed(CHATGLM, "neither the music prompt nor the caption has any text to render")
-    music = audio_client.text_to_music(music_prompt, **audio_options)
+    steps = audio_options.get("num_inference_steps")
+    report(DENOISE, 0, int(STEPS_RANGE.default) if steps is None else steps)  # the server's default when None
+    music = audio_client.text_to_music(music_prompt, **audio_options, progress=progress)
     return ImageMusicResult.of(music, caption, music_prompt)
 
 

@@ -194,14 +194,17 @@ def _run_text(args: argparse.Namespace) -> int:
 def _run_image(args: argparse.Namespace) -> int:
     options = _music_options(args)
     # A stage address of its own means that stage lives elsewhere: run the stages from here, one by one.
-    if args.caption_url or args.llm_url:
-        with _client(args, args.caption_url) as captioner, _client(args, args.llm_url) as llm, _client(args) as audio:
-            result = image_to_music_by_stages(
-                args.image, caption_client=captioner, llm_client=llm, audio_client=audio, **options
-            )
-    else:
-        with _client(args) as client, _progress_bar(args) as progress:
-            result = client.image_to_music(args.image, **options, progress=progress)
+    with _progress_bar(args) as progress:
+        if args.caption_url or args.llm_url:
+            with _client(args, args.caption_url) as captioner, _client(args, args.llm_url) as llm:
+                with _client(args) as audio:
+                    result = image_to_music_by_stages(
+                        args.image, caption_client=captioner, llm_client=llm, audio_client=audio,
+                        progress=progress, **options
+                    )
+        else:
+            with _client(args) as client:
+                result = client.image_to_music(args.image, **options, progress=progress)
     print(f"caption: {result.caption}")
     print(f"music prompt: {result.music_prompt}")
     return _write_wav(args, result)

@@ -142,7 +142,7 @@ CHATGLM_OUTPUTS = (TensorSpec(TEXT, "BYTES", (1,)),)
 IMAGE2MUSIC_INPUTS = (TensorSpec(IMAGE, "BYTES", (1,)),) + AUDIO_OPTION_INPUTS
 IMAGE2MUSIC_OUTPUTS = (TensorSpec(CAPTION, "BYTES", (1,)), TensorSpec(MUSIC_PROMPT, "BYTES", (1,))) + AUDIO_OUTPUTS
 
-# ---- streamed progress: the decoupled variants (gRPC streaming only) -----------------------------------
+# ---- streamed progress: the decoupled variants (gRPC streams or HTTP generate_stream; not /infer) --------
 # Same inputs as their unary model; they answer with progress responses (stage, step of total), then one
 # response with the unary model's outputs, flagged final. Stages, in order: caption, chatglm (image2music
 # only, one step each: the LLM stages are unary models), denoise (one step per denoising step).

@@ -200,6 +200,20 @@ def test_streamed_image2music_equals_unary_with_every_stage_reported(triton_serv
     assert rel_err(streamed.audio, unary.audio) <= 1e-6
 
 
+def test_stage_by_stage_progress_is_image2music_streams(triton_server):
+    """The client's stage-by-stage mode reports the stages as image2music_stream does."""
+    from musicgen_client import image_to_music_by_stages
+
+    options = dict(num_inference_steps=2, audio_length_in_s=1.0, seed=8)
+    heard, staged_heard = [], []
+    with MusicClient(triton_server.grpc_url, "grpc") as client:
+        served = client.image_to_music(PHOTO, **options, progress=lambda *p: heard.append(p))
+        staged = image_to_music_by_stages(PHOTO, caption_client=client, llm_client=client, audio_client=client,
+                                          progress=lambda *p: staged_heard.append(p), **options)
+    assert staged_heard == heard
+    assert staged.music_prompt == served.music_prompt and rel_err(staged.audio, served.audio) <= 1e-6
+
+
 def test_streamed_image2music_names_a_bad_image(triton_server):
     with MusicClient(triton_server.grpc_url, "grpc") as client:
         with pytest.raises(MusicServiceError, match="image"):
