@@ -25,8 +25,6 @@ from tritonclient.utils import InferenceServerException, triton_to_np_dtype
 
 from . import flow
 from .interface import (
-    PROGRESS_OUTPUTS,
-    STREAM_VARIANTS,
     AUDIO,
     AUDIO_LENGTH_IN_S,
     CAPTION,
@@ -50,11 +48,13 @@ from .interface import (
     MUSIC_PROMPT,
     NEGATIVE_PROMPT,
     NUM_INFERENCE_STEPS,
+    PROGRESS_OUTPUTS,
     PROMPT,
     SAMPLING_RATE,
     SEED,
     SEED_RANGE,
     STEPS_RANGE,
+    STREAM_VARIANTS,
     TEXT,
     TEXT2MUSIC,
     TEXT2MUSIC_INPUTS,
