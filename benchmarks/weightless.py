@@ -86,7 +86,7 @@ def materialize(stripped: Path, out: Path, device: str, precision: str = "fp32",
     `precision` as export's --precision (fp16 variants are converted here from the random fp32 graph),
     `text2music` parameters over the defaults."""
     from export.precision import write_variant
-    from export.serving import Serving, write_stage
+    from export.serving import Serving, stage_asset_folders, write_stage
     from musicgen.precision import parse_precisions
     from musicgen.repository import write_model
     from musicgen_client import interface as api
@@ -101,8 +101,9 @@ def materialize(stripped: Path, out: Path, device: str, precision: str = "fp32",
         if spec.name in precisions:
             write_variant(folder / "1", precisions[spec.name], calibration=[])
         print(f"{spec.name}: random weights written ({precisions.get(spec.name, 'fp32')})")
-    shutil.copytree(stripped / api.TEXT2MUSIC / "1", out / api.TEXT2MUSIC / "1", dirs_exist_ok=True)
     write_stage(out, api.TEXT2MUSIC, serving, text2music)
+    for folder in stage_asset_folders(out, api.TEXT2MUSIC):  # text2music and its streaming twin
+        shutil.copytree(stripped / api.TEXT2MUSIC / "1", folder, dirs_exist_ok=True)
 
 
 def main(argv=None) -> int:

@@ -68,14 +68,23 @@ GRAPH_STAGES = {api.TEXT2MUSIC: TEXT2MUSIC_PARAMETERS, api.CAPTION: TEXTGEN_PARA
 
 
 def write_stage(repository: Path, name: str, serving: Serving = Serving(), parameters: Mapping = {}) -> Path:
-    """`parameters`: values for the stage's own parameters (text2music's max_active ...) over the defaults."""
+    """Write a stage model, and its streaming twin when it has one (api.STREAM_VARIANTS); returns the folder
+    of the first. A twin is a model of its own: it needs the same assets in its own version folder.
+    `parameters`: values for the stage's own parameters (text2music's max_active ...) over the defaults."""
     entry = replace(STAGES[name], parameters=dict(parameters))
     if name in GRAPH_STAGES:
         entry = replace(entry, schema=GRAPH_STAGES[name], parameters=serving.runtime_parameters() | entry.parameters,
                         instance_kind=serving.instance_kind)
-    folder = write_model(repository, entry)
-    logger.info("%s model written to %s", name, folder)
-    return folder
+    entries = [entry] + ([entry.stream_variant()] if name in api.STREAM_VARIANTS else [])
+    folders = [write_model(repository, e) for e in entries]
+    logger.info("%s written to %s", " and ".join(e.name for e in entries), ", ".join(map(str, folders)))
+    return folders[0]
+
+
+def stage_asset_folders(repository: Path, name: str) -> list:
+    """The version folders that hold a stage's assets: its own, and its streaming twin's."""
+    names = [name] + ([api.STREAM_VARIANTS[name]] if name in api.STREAM_VARIANTS else [])
+    return [Path(repository) / n / "1" for n in names]
 
 
 def write_flow_models(repository: Path) -> None:

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import re
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Dict, Mapping, Sequence
 
-from musicgen_client.interface import TensorSpec
+from musicgen_client.interface import PROGRESS_OUTPUTS, STREAM_VARIANTS, TensorSpec
 
 from .params import Param
 
@@ -70,6 +70,7 @@ class ModelEntry:
     parameters: Dict[str, Any] = field(default_factory=dict)
     instance_count: int = 1
     instance_kind: str = "KIND_CPU"
+    decoupled: bool = False  # any number of responses per request: streams only (HTTP /infer answers 501)
 
     def render_config(self, template: str) -> str:
         return fill_template(template, {
@@ -79,7 +80,14 @@ class ModelEntry:
             "instance_kind": self.instance_kind,
             "instance_count": self.instance_count,
             "parameters": parameters_block(self.schema, self.parameters),
+            "transaction_policy": "model_transaction_policy { decoupled: true }" if self.decoupled else "",
         })
+
+    def stream_variant(self) -> "ModelEntry":
+        """The decoupled twin of a unary model: the same backend code and inputs, streaming progress
+        responses before the unary model's outputs (musicgen_client.interface.STREAM_VARIANTS)."""
+        return replace(self, name=STREAM_VARIANTS[self.name], outputs=tuple(self.outputs) + PROGRESS_OUTPUTS,
+                       decoupled=True)
 
 
 def write_model(repository: Path, entry: ModelEntry) -> Path:

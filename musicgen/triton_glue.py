@@ -16,7 +16,7 @@ import triton_python_backend_utils as pb_utils
 from musicgen_client import interface as api
 
 from .audioldm.engine import EngineObserver
-from .protocol import StageError, StageUnavailableError, status_of
+from .protocol import CancelledError, StageError, StageUnavailableError, status_of
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +44,12 @@ def make_response(outputs: Dict[str, np.ndarray]):
     return pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(k, v) for k, v in outputs.items()])
 
 
+def progress_tensors(stage: str, step: int, total: int) -> Dict[str, np.ndarray]:
+    """A streamed progress response's outputs (api.PROGRESS_OUTPUTS)."""
+    return {api.STAGE: np.array([stage.encode("utf-8")], dtype=object), api.STEP: np.array([step], dtype=np.int32),
+            api.TOTAL: np.array([total], dtype=np.int32)}
+
+
 def error_response(exc: BaseException):
     status = status_of(exc)
     if status == "internal":
@@ -63,61 +69,120 @@ def respond_each(requests, handle: Callable[[object], Dict[str, np.ndarray]]) ->
     return responses
 
 
-Respond = Callable[[Optional[Dict[str, np.ndarray]], Optional[BaseException]], None]
+def is_decoupled(model_config: dict) -> bool:
+    """Whether the model's config makes it decoupled (a streaming variant, musicgen.repository)."""
+    return bool(model_config.get("model_transaction_policy", {}).get("decoupled", False))
 
 
-def respond_later(requests, submit: Callable[[object, Respond], None]) -> None:
-    """Hand each request to `submit` with `respond(outputs, error)`, which sends its one response from any
-    thread, later. With `execute` returning None this frees the model to take new requests while earlier ones
-    run (the in-flight engine answers them): one instance serves many requests at once, no decoupled mode
-    needed, so HTTP and gRPC unary calls work. An error raised by `submit` is answered at once."""
+class Responder:
+    """How one request is answered, from any thread: `responder(outputs, error)` sends its final response. A
+    decoupled model's responder also streams `progress(stage, step, total)` responses before it; a unary
+    model's ignores them. `keep_going()` is False once the client cancelled (or its deadline passed)."""
+
+    def __init__(self, request, decoupled: bool):
+        self._request = request
+        self._sender = request.get_response_sender()
+        self.decoupled = decoupled
+
+    def __call__(self, outputs: Optional[Dict[str, np.ndarray]], error: Optional[BaseException]) -> None:
+        response = error_response(error) if error is not None else make_response(outputs)
+        self._sender.send(response, flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+
+    def keep_going(self) -> bool:
+        # A decoupled model reads cancellation from the request's response sender, a unary one from the request.
+        return not (self._sender.is_cancelled() if self.decoupled else self._request.is_cancelled())
+
+    def progress(self, stage: str, step: int, total: int) -> None:
+        if not self.decoupled:
+            return
+        try:
+            self._sender.send(make_response(progress_tensors(stage, step, total)))
+        except Exception:  # noqa: BLE001 - a lost progress message must not fail the work; cancellation is
+            logger.debug("progress not sent", exc_info=True)  # seen through keep_going()
+
+
+def respond_later(requests, submit: Callable[[object, Responder], None], decoupled: bool = False) -> None:
+    """Hand each request to `submit` with its Responder, which sends its one final response from any thread,
+    later (and progress before it, when `decoupled`). With `execute` returning None this frees the model to take
+    new requests while earlier ones run (the in-flight engine answers them): one instance serves many requests
+    at once, and a unary model needs no decoupled mode, so HTTP and gRPC unary calls work. An error raised by
+    `submit` is answered at once."""
     for request in requests:
-        sender = request.get_response_sender()
-
-        def respond(outputs, error, sender=sender):
-            response = error_response(error) if error is not None else make_response(outputs)
-            sender.send(response, flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
-
+        respond = Responder(request, decoupled)
         try:
             submit(request, respond)
         except Exception as exc:  # noqa: BLE001 - a bad request gets its own error response
             respond(None, exc)
 
 
-def respond_from_pool(requests, pool: Executor, handle: Callable[[object], Dict[str, np.ndarray]]) -> None:
-    """Run each request's `handle(request) -> outputs` on a worker of `pool` and answer it from there: one
-    model instance works on as many requests at once as the pool has workers."""
-    def submit(request, respond: Respond) -> None:
+def respond_from_pool(requests, pool: Executor, handle: Callable[[object, Responder], Dict[str, np.ndarray]],
+                      decoupled: bool = False) -> None:
+    """Run each request's `handle(request, responder) -> outputs` on a worker of `pool` and answer it from
+    there: one model instance works on as many requests at once as the pool has workers."""
+    def submit(request, respond: Responder) -> None:
         def run() -> None:
             try:
-                outputs = handle(request)
+                outputs = handle(request, respond)
             except Exception as exc:  # noqa: BLE001 - becomes this request's error response
                 respond(None, exc)
             else:
                 respond(outputs, None)
         pool.submit(run)
 
-    respond_later(requests, submit)
+    respond_later(requests, submit, decoupled)
 
 
 # What Triton answers for a model whose stub died or that is being reloaded (by the launcher's watchdog).
 _DOWN = ("is not healthy", "is not ready", "unavailable", "no version is available")
 
 
-def bls_call(model: str, inputs: Dict[str, np.ndarray], output_names: Sequence[str]) -> Dict[str, np.ndarray]:
-    """Run another served model from inside this one; its error becomes a StageError naming it."""
-    request = pb_utils.InferenceRequest(
+def _bls_request(model: str, inputs: Dict[str, np.ndarray], output_names: Sequence[str]):
+    return pb_utils.InferenceRequest(
         model_name=model,
         inputs=[pb_utils.Tensor(k, np.ascontiguousarray(v)) for k, v in inputs.items()],
         requested_output_names=list(output_names),
     )
-    response = request.exec()
+
+
+def _check_bls_response(model: str, response) -> None:
+    """A BLS response's error as a StageError naming the model (StageUnavailableError while it is down)."""
     if response.has_error():
         error = response.error()
         if error.code() == pb_utils.TritonError.UNAVAILABLE or any(m in error.message() for m in _DOWN):
             raise StageUnavailableError(model, error.message())
         raise StageError(model, error.message())
+
+
+def bls_call(model: str, inputs: Dict[str, np.ndarray], output_names: Sequence[str]) -> Dict[str, np.ndarray]:
+    """Run another served model from inside this one; its error becomes a StageError naming it."""
+    response = _bls_request(model, inputs, output_names).exec()
+    _check_bls_response(model, response)
     return {name: pb_utils.get_output_tensor_by_name(response, name).as_numpy() for name in output_names}
+
+
+def bls_stream(model: str, inputs: Dict[str, np.ndarray], output_names: Sequence[str],
+               progress: Callable[[str, int, int], None], keep_going: Callable[[], bool]) -> Dict[str, np.ndarray]:
+    """Run a streaming (decoupled) model from inside this one: its progress responses go to `progress`, its
+    result's `output_names` are returned. Once `keep_going()` is False, progress stops and CancelledError is
+    raised when the call ends: the Python backend of Triton 2.51 cannot cancel a BLS call, so the called model
+    finishes its work (its remaining responses are drained, not abandoned)."""
+    outputs = None
+    cancelled = False
+    for response in _bls_request(model, inputs, list(output_names) + [t.name for t in api.PROGRESS_OUTPUTS]
+                                 ).exec(decoupled=True):
+        _check_bls_response(model, response)
+        tensors = {t.name(): t for t in response.output_tensors()}
+        cancelled = cancelled or not keep_going()
+        if api.STAGE in tensors and not cancelled:
+            progress(tensors[api.STAGE].as_numpy()[0].decode("utf-8"), int(tensors[api.STEP].as_numpy()[0]),
+                     int(tensors[api.TOTAL].as_numpy()[0]))
+        elif output_names[0] in tensors:
+            outputs = {name: tensors[name].as_numpy() for name in output_names}
+    if cancelled:
+        raise CancelledError(f"cancelled while {model} ran")
+    if outputs is None:
+        raise StageError(model, "the stream ended without a result")
+    return outputs
 
 
 def bls_stage(name: str, feeds: Dict[str, np.ndarray]) -> List[np.ndarray]:

@@ -7,6 +7,7 @@ silently ignored input.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import http.client
 import importlib
@@ -17,7 +18,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional, Sequence, Tuple, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, Mapping, Optional, Sequence, Tuple, TypeVar, Union
 
 import numpy as np
 from tritonclient.utils import InferenceServerException, triton_to_np_dtype
@@ -35,6 +36,7 @@ from .interface import (
     CHATGLM,
     CHATGLM_INPUTS,
     CHATGLM_OUTPUTS,
+    DENOISE,
     GUIDANCE_RANGE,
     GUIDANCE_SCALE,
     IMAGE,
@@ -52,11 +54,13 @@ from .interface import (
     NEGATIVE_PROMPT,
     NUM_INFERENCE_STEPS,
     OUTPUT_SAMPLING_RATE,
+    PROGRESS_OUTPUTS,
     PROMPT,
     SAMPLING_RATE,
     SEED,
     SEED_RANGE,
     STEPS_RANGE,
+    STREAM_VARIANTS,
     TEXT,
     TEXT2MUSIC,
     TEXT2MUSIC_INPUTS,
@@ -64,6 +68,7 @@ from .interface import (
     ParameterRange,
     TensorSpec,
 )
+from .streaming import Progress, StreamTimeout, stream_infer
 
 if TYPE_CHECKING:  # pillow is optional: only callers who pass PIL images have it
     from PIL.Image import Image as PILImage
@@ -181,8 +186,17 @@ class _Transport:
         return {}
 
     def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        try:
+        with self._translated_errors():
             return getattr(self._client, method)(*args, **kwargs, **self._call_options())
+
+    def stream(self, model: str, inputs: Sequence[Any], outputs: Sequence[Any], progress: Progress) -> Any:
+        """One request to a streaming model: progress to `progress`, then the final result (gRPC only)."""
+        raise ValueError(f"progress is streamed over gRPC: use protocol='grpc' (this client uses {self.protocol})")
+
+    @contextlib.contextmanager
+    def _translated_errors(self) -> Iterator[None]:
+        try:
+            yield
         except InferenceServerException as exc:
             if exc.status() in _UNAVAILABLE_STATUSES:
                 raise ServerUnavailableError(self.url, self.protocol, exc.message()) from exc
@@ -215,6 +229,13 @@ class _GrpcTransport(_Transport):
 
     def _call_options(self) -> Dict[str, Any]:
         return {"client_timeout": self.timeout_s}
+
+    def stream(self, model: str, inputs: Sequence[Any], outputs: Sequence[Any], progress: Progress) -> Any:
+        with self._translated_errors():
+            try:
+                return stream_infer(self._client, model, inputs, outputs, progress, self.timeout_s)
+            except StreamTimeout as exc:
+                raise ServerUnavailableError(self.url, self.protocol, str(exc)) from exc
 
 
 _TRANSPORTS = {transport.protocol: transport for transport in (_HttpTransport, _GrpcTransport)}
@@ -284,18 +305,21 @@ class MusicClient:
         guidance_scale: Optional[float] = None,
         seed: Optional[int] = None,
         encoding: Optional[AudioEncoding] = None,
+        progress: Optional[Progress] = None,
     ) -> MusicResult:
         """Generate music from a text prompt. Options left as None take the server's defaults.
 
         Arguments are checked here against the served ranges so mistakes fail before any network
         traffic (ValueError, same wording as the server's); the server checks them again. `encoding` asks the
         server for a file (format, rate, loudness: see `AudioEncoding`); None: raw samples at the model's rate.
+        With `progress`, a callable `(stage, step, total)`, the request streams from `text2music_stream`
+        (gRPC only) and `progress` hears every denoising step; the result is the same as without it.
         """
         values = {PROMPT: _checked_text(PROMPT, prompt, required=True)}
         values.update(_audio_options(negative_prompt, num_inference_steps, audio_length_in_s, guidance_scale, seed))
         values.update(_encoding_values(encoding, audio_length_in_s))
         read = functools.partial(_read_music, encoding=encoding or AudioEncoding())
-        return self._infer(TEXT2MUSIC, TEXT2MUSIC_INPUTS, values, TEXT2MUSIC_OUTPUTS, read)
+        return self._infer(TEXT2MUSIC, TEXT2MUSIC_INPUTS, values, TEXT2MUSIC_OUTPUTS, read, progress)
 
     def image_to_music(
         self,
@@ -307,17 +331,20 @@ class MusicClient:
         guidance_scale: Optional[float] = None,
         seed: Optional[int] = None,
         encoding: Optional[AudioEncoding] = None,
+        progress: Optional[Progress] = None,
     ) -> ImageMusicResult:
         """Generate music for an image, all stages on this server (the `image2music` model).
 
         `image` is a PNG or JPEG file's bytes, a path to one, or a PIL image (see `image_bytes`); the
         options are `text_to_music`'s. The result carries the caption and the music prompt as well.
+        With `progress`, it streams from `image2music_stream` (gRPC only): `progress(stage, step, total)`
+        hears the caption and chatglm stages start and end, then every denoising step.
         """
         values = {IMAGE: image_bytes(image)}
         values.update(_audio_options(negative_prompt, num_inference_steps, audio_length_in_s, guidance_scale, seed))
         values.update(_encoding_values(encoding, audio_length_in_s))
         read = functools.partial(_read_image_music, encoding=encoding or AudioEncoding())
-        return self._infer(IMAGE2MUSIC, IMAGE2MUSIC_INPUTS, values, IMAGE2MUSIC_OUTPUTS, read)
+        return self._infer(IMAGE2MUSIC, IMAGE2MUSIC_INPUTS, values, IMAGE2MUSIC_OUTPUTS, read, progress)
 
     def caption(self, image: ImageInput, *, max_new_tokens: Optional[int] = None) -> str:
         """Describe an image (the `caption` model, MiniGPT4); `image` as for `image_to_music`.
@@ -350,9 +377,11 @@ class MusicClient:
         values: Mapping[str, Any],
         output_specs: Tuple[TensorSpec, ...],
         decode: Callable[[Any], _Decoded],
+        progress: Optional[Progress] = None,
     ) -> _Decoded:
         """Send the values given for `input_specs` (None: leave the optional input out), ask for
-        `output_specs`, and return what `decode` makes of the response."""
+        `output_specs`, and return what `decode` makes of the response. With `progress`, the request goes
+        to `model`'s streaming twin, which reports to it first."""
         module = self._transport.module
         inputs = []
         for spec in input_specs:
@@ -362,8 +391,13 @@ class MusicClient:
                     raise _invalid(spec.name, "is required")
                 continue
             inputs.append(_infer_input(module, spec, value))
-        outputs = [module.InferRequestedOutput(spec.name) for spec in output_specs]
-        response = self._transport.call("infer", model, inputs, outputs=outputs)
+        if progress is None:
+            outputs = [module.InferRequestedOutput(spec.name) for spec in output_specs]
+            response = self._transport.call("infer", model, inputs, outputs=outputs)
+        else:
+            outputs = [module.InferRequestedOutput(spec.name) for spec in output_specs + PROGRESS_OUTPUTS]
+            model = STREAM_VARIANTS[model]
+            response = self._transport.stream(model, inputs, outputs, progress)
         try:
             return decode(response)
         except (ValueError, IndexError) as exc:  # a malformed answer is the server's fault, not the caller's
@@ -377,6 +411,7 @@ def image_to_music_by_stages(
     llm_client: MusicClient,
     audio_client: MusicClient,
     encoding: Optional[AudioEncoding] = None,
+    progress: Optional[Progress] = None,
     **audio_options: Any,
 ) -> ImageMusicResult:
     """Image to music with each stage on the endpoint of its choice (say, the LLMs on another server).
@@ -385,18 +420,27 @@ def image_to_music_by_stages(
     `audio_client.text_to_music(music_prompt, **audio_options)`. The glue between the stages is
     `flow`'s, the very code the server's `image2music` runs, so with one server for all three the
     caption, the music prompt and (for the same seed) the audio are those `image_to_music` gives.
+    `progress(stage, step, total)` hears each LLM stage start and end, then the denoising steps streamed
+    from `audio_client` (which must then use gRPC).
     """
     # Check the options now: a mistake must not cost a caption and a chat first.
     _audio_options(**audio_options)
+    report = progress or (lambda stage, step, total: None)
+    report(CAPTION, 0, 1)
     caption = caption_client.caption(image)
+    report(CAPTION, 1, 1)
+    report(CHATGLM, 0, 1)
     try:
         answer = llm_client.chat(flow.music_prompt_request(caption))
     except ValueError as exc:  # a caption that makes a question ChatGLM refuses: a stage's fault, not the caller's
         raise _stage_failed(CHATGLM, str(exc)) from exc
+    report(CHATGLM, 1, 1)
     music_prompt = flow.audio_prompt(flow.music_prompt_from_answer(answer), caption, MAX_PROMPT_BYTES)
     if not music_prompt.strip():
         raise _stage_failed(CHATGLM, "neither the music prompt nor the caption has any text to render")
-    music = audio_client.text_to_music(music_prompt, encoding=encoding, **audio_options)
+    steps = audio_options.get("num_inference_steps")
+    report(DENOISE, 0, int(STEPS_RANGE.default) if steps is None else steps)  # the server's default when None
+    music = audio_client.text_to_music(music_prompt, encoding=encoding, **audio_options, progress=progress)
     return ImageMusicResult.of(music, caption, music_prompt)
 
 

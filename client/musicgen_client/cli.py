@@ -15,9 +15,10 @@ stderr, never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, ContextManager, Dict, List, Optional
 
 from .api import (
     DEFAULT_PORTS,
@@ -50,6 +51,7 @@ from .interface import (
     TEXT2MUSIC,
     ParameterRange,
 )
+from .progress_bar import StageBars
 
 EXIT_OK = 0
 EXIT_WRITE_FAILED = 1
@@ -116,6 +118,12 @@ def build_parser() -> argparse.ArgumentParser:
     output.add_argument("--loudness-target", type=float, metavar="DB",
                         help="; ".join(f"{mode}: {r.minimum:g} to {r.maximum:g}, default {r.default:g}"
                                        for mode, r in LOUDNESS_TARGETS.items()))
+    audio.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        help="progress bar on stderr, streamed over gRPC (needs --protocol grpc); "
+        "default: shown when using grpc from a terminal",
+    )
 
     # The option of the LLM stages (caption, chat).
     llm_options = argparse.ArgumentParser(add_help=False)
@@ -197,24 +205,35 @@ def _write_audio(args: argparse.Namespace, result: MusicResult) -> int:
     return EXIT_OK
 
 
+def _progress_bar(args: argparse.Namespace) -> ContextManager[Optional[StageBars]]:
+    """The progress callback --progress asks for (by default: on gRPC, when stdout and stderr are terminals)."""
+    wanted = args.progress
+    if wanted is None:
+        wanted = args.protocol == "grpc" and sys.stdout.isatty() and sys.stderr.isatty()
+    return StageBars() if wanted else contextlib.nullcontext()
+
+
 def _run_text(args: argparse.Namespace) -> int:
     options = _music_options(args)
-    with _client(args) as client:
-        result = client.text_to_music(args.prompt, **options)
+    with _client(args) as client, _progress_bar(args) as progress:
+        result = client.text_to_music(args.prompt, **options, progress=progress)
     return _write_audio(args, result)
 
 
 def _run_image(args: argparse.Namespace) -> int:
     options = _music_options(args)
     # A stage address of its own means that stage lives elsewhere: run the stages from here, one by one.
-    if args.caption_url or args.llm_url:
-        with _client(args, args.caption_url) as captioner, _client(args, args.llm_url) as llm, _client(args) as audio:
-            result = image_to_music_by_stages(
-                args.image, caption_client=captioner, llm_client=llm, audio_client=audio, **options
-            )
-    else:
-        with _client(args) as client:
-            result = client.image_to_music(args.image, **options)
+    with _progress_bar(args) as progress:
+        if args.caption_url or args.llm_url:
+            with _client(args, args.caption_url) as captioner, _client(args, args.llm_url) as llm:
+                with _client(args) as audio:
+                    result = image_to_music_by_stages(
+                        args.image, caption_client=captioner, llm_client=llm, audio_client=audio,
+                        progress=progress, **options
+                    )
+        else:
+            with _client(args) as client:
+                result = client.image_to_music(args.image, **options, progress=progress)
     print(f"caption: {result.caption}")
     print(f"music prompt: {result.music_prompt}")
     return _write_audio(args, result)

@@ -165,6 +165,19 @@ IMAGE2MUSIC_INPUTS = (TensorSpec(IMAGE, "BYTES", (1,)),) + AUDIO_OPTION_INPUTS +
 IMAGE2MUSIC_OUTPUTS = ((TensorSpec(CAPTION, "BYTES", (1,)), TensorSpec(MUSIC_PROMPT, "BYTES", (1,))) + AUDIO_OUTPUTS
                        + ENCODED_AUDIO_OUTPUTS)
 
+# ---- streamed progress: the decoupled variants (gRPC streams or HTTP generate_stream; not /infer) --------
+# Same inputs as their unary model; they answer with progress responses (stage, step of total), then one
+# response with the unary model's outputs, flagged final. Stages, in order: caption, chatglm (image2music
+# only, one step each: the LLM stages are unary models), denoise (one step per denoising step).
+TEXT2MUSIC_STREAM = "text2music_stream"
+IMAGE2MUSIC_STREAM = "image2music_stream"
+STREAM_VARIANTS = {TEXT2MUSIC: TEXT2MUSIC_STREAM, IMAGE2MUSIC: IMAGE2MUSIC_STREAM}
+STAGE = "stage"
+STEP = "step"
+TOTAL = "total"
+DENOISE = "denoise"
+PROGRESS_OUTPUTS = (TensorSpec(STAGE, "BYTES", (1,)), TensorSpec(STEP, "INT32", (1,)), TensorSpec(TOTAL, "INT32", (1,)))
+
 MINIGPT4_IMAGE_ENCODER = "minigpt4_image_encoder"
 MINIGPT4_EMBED_TOKENS = "minigpt4_embed_tokens"
 MINIGPT4_LLM_STEP = "minigpt4_llm_step"

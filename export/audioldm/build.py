@@ -10,7 +10,7 @@ from musicgen.audioldm.schedulers import load_scheduler
 from musicgen.audioldm.tokenizer import RobertaBPETokenizer
 from musicgen_client import interface as api
 
-from ..serving import Serving, export_components, write_stage
+from ..serving import Serving, export_components, stage_asset_folders, write_stage
 from .components import COMPONENTS
 
 logger = logging.getLogger(__name__)
@@ -33,11 +33,12 @@ def check_weights_folder(weights: Path) -> None:
 
 def write_text2music_assets(weights: Path, repository: Path, serving: Serving) -> None:
     """Tokenizer, scheduler config and pipeline.json beside the orchestrator: the server needs no weights."""
-    assets = write_stage(repository, api.TEXT2MUSIC, serving) / "1"
-    for sub in (TOKENIZER_DIR, SCHEDULER_DIR):
-        shutil.rmtree(assets / sub, ignore_errors=True)
-        shutil.copytree(weights / sub, assets / sub)
-    AudioLDMConfig.from_weights(weights).save(assets)
+    write_stage(repository, api.TEXT2MUSIC, serving)
+    for assets in stage_asset_folders(repository, api.TEXT2MUSIC):
+        for sub in (TOKENIZER_DIR, SCHEDULER_DIR):
+            shutil.rmtree(assets / sub, ignore_errors=True)
+            shutil.copytree(weights / sub, assets / sub)
+        AudioLDMConfig.from_weights(weights).save(assets)
 
 
 def build_preset(preset: str, weights_root: Path) -> Path:

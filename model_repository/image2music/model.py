@@ -2,7 +2,10 @@
 
 A thin adapter over musicgen.image2music, which calls the served caption, chatglm and text2music models.
 Requests run on a pool of workers, so that concurrent ones reach text2music together and share its batches.
+The same code serves `image2music_stream` (decoupled): it streams each stage's progress, the denoising steps
+relayed from `text2music_stream`, before the result.
 """
+import functools
 import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,21 +23,26 @@ from musicgen_client import interface as api
 
 class TritonPythonModel:
     def initialize(self, args):
-        params = read_parameters(json.loads(args["model_config"]), IMAGE2MUSIC_PARAMETERS)
+        model_config = json.loads(args["model_config"])
+        params = read_parameters(model_config, IMAGE2MUSIC_PARAMETERS)
+        self.decoupled = triton_glue.is_decoupled(model_config)
         # The shortest clip text2music accepts, to reject a bad length before the LLMs run.
         text2music_assets = Path(args["model_repository"]).parent / api.TEXT2MUSIC / "1"
         self.min_audio_length_in_s = AudioLDMConfig.load(text2music_assets).min_audio_length_in_s
-        self.flow = ImageToMusic(triton_glue.bls_call)
         self.input_names = [t.name for t in api.IMAGE2MUSIC_INPUTS]
         self.pool = ThreadPoolExecutor(params["max_concurrent"], thread_name_prefix="image2music")
 
     def execute(self, requests):
-        triton_glue.respond_from_pool(requests, self.pool, self._generate)
+        triton_glue.respond_from_pool(requests, self.pool, self._generate, self.decoupled)
         return None
 
-    def _generate(self, request):
+    def _generate(self, request, respond):
         parsed = parse_image_to_music(triton_glue.read_inputs(request, self.input_names), self.min_audio_length_in_s)
-        result = self.flow(parsed, keep_going=lambda: not request.is_cancelled())
+        # Streaming, text2music's denoising steps are relayed from its streaming twin.
+        call_audio = functools.partial(triton_glue.bls_stream, api.TEXT2MUSIC_STREAM,
+                                       keep_going=respond.keep_going) if self.decoupled else None
+        result = ImageToMusic(triton_glue.bls_call, call_audio)(parsed, keep_going=respond.keep_going,
+                                                                progress=respond.progress)
         return {
             api.CAPTION: np.array([result.caption.encode("utf-8")], dtype=object),
             api.MUSIC_PROMPT: np.array([result.music_prompt.encode("utf-8")], dtype=object),

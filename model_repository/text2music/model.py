@@ -4,6 +4,8 @@ as raw samples or an encoded file (musicgen.delivery, off the engine's thread).
 A thin adapter: request parsing and validation live in musicgen.protocol, the batching engine in
 musicgen.audioldm.engine. `execute` only validates and enqueues; the engine thread runs every request in
 flight together and answers each when its waveform is ready (or it was cancelled, or failed).
+The same code serves `text2music_stream`, whose config is decoupled: it streams a progress response per
+denoising step before the result.
 """
 import json
 import threading
@@ -23,7 +25,9 @@ from musicgen_client import interface as api
 
 class TritonPythonModel:
     def initialize(self, args):
-        params = read_parameters(json.loads(args["model_config"]), TEXT2MUSIC_PARAMETERS)
+        model_config = json.loads(args["model_config"])
+        params = read_parameters(model_config, TEXT2MUSIC_PARAMETERS)
+        self.decoupled = triton_glue.is_decoupled(model_config)
         run_stage = open_stage_graphs(params, Path(args["model_repository"]).parent,
                                       [c.name for c in api.AUDIOLDM_COMPONENTS], triton_glue.bls_stage,
                                       triton_glue.instance_device(args))
@@ -32,14 +36,14 @@ class TritonPythonModel:
         if params["cuda_graphs"]:  # capture each batch size's graphs now, not under the first clients
             lengths = [float(length) for length in params["capture_lengths"].split(",")]
             self.recipe.warm_up(min(limits.max_active, limits.max_batch_requests), lengths)
-        self.recipe.engine.observer = triton_glue.EngineMetrics(api.TEXT2MUSIC)  # from here on: real traffic
+        self.recipe.engine.observer = triton_glue.EngineMetrics(model_config["name"])  # from here on: real traffic
         self.input_names = [t.name for t in api.TEXT2MUSIC_INPUTS]
         self.delivery = Delivery()  # encodes off the engine's thread
         self.loop = threading.Thread(target=self.recipe.engine.run_forever, name="audioldm-engine", daemon=True)
         self.loop.start()
 
     def execute(self, requests):
-        triton_glue.respond_later(requests, self._submit)
+        triton_glue.respond_later(requests, self._submit, self.decoupled)
         return None
 
     def _submit(self, request, respond):
@@ -50,7 +54,8 @@ class TritonPythonModel:
         self.recipe.engine.submit(Job(
             parsed.prompt, parsed.options,
             finish=self.delivery.finisher(outputs, parsed.encoding, respond),
-            keep_going=cancellation_probe(request.is_cancelled)))
+            keep_going=cancellation_probe(respond.keep_going),
+            progress=(lambda step, total: respond.progress(api.DENOISE, step, total)) if self.decoupled else None))
 
     def finalize(self):
         self.recipe.engine.stop()

@@ -74,3 +74,20 @@ def test_a_caption_with_a_nul_still_makes_a_valid_chatglm_prompt():
     question = flow.music_prompt_request("a cat\x00 on a table" + "é" * 3000)
     assert "\x00" not in question and len(question.encode()) <= api.MAX_PROMPT_BYTES
     assert parse_text({api.PROMPT: np.array([question.encode()], dtype=object)}).prompt == question
+
+
+def test_progress_of_every_stage_in_order_with_the_denoising_steps_relayed():
+    call_model, calls = recorder("a cat", "jazz")
+    heard = []
+
+    def call_audio(inputs, names, progress):
+        steps = int(inputs[api.NUM_INFERENCE_STEPS][0])
+        for step in range(1, steps + 1):
+            progress(api.DENOISE, step, steps)
+        return call_model(api.TEXT2MUSIC, inputs, names)
+
+    result = ImageToMusic(call_model, call_audio)(REQUEST, progress=lambda *p: heard.append(p))
+    assert [c[0] for c in calls] == [api.CAPTION, api.CHATGLM, api.TEXT2MUSIC]
+    assert heard == [(api.CAPTION, 0, 1), (api.CAPTION, 1, 1), (api.CHATGLM, 0, 1), (api.CHATGLM, 1, 1)] + \
+        [(api.DENOISE, step, 7) for step in range(8)]
+    assert int(result.outputs[api.SEED][0]) == 99

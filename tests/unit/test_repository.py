@@ -52,3 +52,16 @@ def test_component_config_rejects_bad_parameter_values():
     entry = ModelEntry(spec.name, "component", spec.inputs, spec.outputs, COMPONENT_PARAMETERS, {"nope": 1})
     with pytest.raises(KeyError, match="unknown parameters"):
         entry.render_config(TEMPLATE.read_text())
+
+
+def test_stream_variant_is_the_decoupled_twin(tmp_path):
+    unary = ModelEntry(api.TEXT2MUSIC, "text2music", api.TEXT2MUSIC_INPUTS, api.TEXT2MUSIC_OUTPUTS)
+    stream = unary.stream_variant()
+    cfg = parse(stream.render_config(TEMPLATE.read_text()))
+    assert cfg.name == api.TEXT2MUSIC_STREAM and cfg.model_transaction_policy.decoupled
+    assert [i.name for i in cfg.input] == [t.name for t in api.TEXT2MUSIC_INPUTS]
+    assert [o.name for o in cfg.output] == [t.name for t in api.TEXT2MUSIC_OUTPUTS] + ["stage", "step", "total"]
+    assert not parse(unary.render_config(TEMPLATE.read_text())).HasField("model_transaction_policy")
+    # One backend: the twin's model.py is the unary model's.
+    assert (write_model(tmp_path, stream) / "1" / "model.py").read_text() == \
+        (write_model(tmp_path, unary) / "1" / "model.py").read_text()
