@@ -99,7 +99,8 @@ _DOWN = ("is not healthy", "is not ready", "unavailable", "no version is availab
 
 
 def bls_call(model: str, inputs: Dict[str, np.ndarray], output_names: Sequence[str]) -> Dict[str, np.ndarray]:
-    """Run another served model from inside this one; its error becomes a StageError naming it."""
+    """Run another served model from inside this one; its error becomes a StageError naming it. An output it did
+    not produce (text2music's `scores` while ranking is off) is left out of the result."""
     request = pb_utils.InferenceRequest(
         model_name=model,
         inputs=[pb_utils.Tensor(k, np.ascontiguousarray(v)) for k, v in inputs.items()],
@@ -111,7 +112,8 @@ def bls_call(model: str, inputs: Dict[str, np.ndarray], output_names: Sequence[s
         if error.code() == pb_utils.TritonError.UNAVAILABLE or any(m in error.message() for m in _DOWN):
             raise StageUnavailableError(model, error.message())
         raise StageError(model, error.message())
-    return {name: pb_utils.get_output_tensor_by_name(response, name).as_numpy() for name in output_names}
+    tensors = {name: pb_utils.get_output_tensor_by_name(response, name) for name in output_names}
+    return {name: tensor.as_numpy() for name, tensor in tensors.items() if tensor is not None}
 
 
 def bls_stage(name: str, feeds: Dict[str, np.ndarray]) -> List[np.ndarray]:

@@ -14,7 +14,7 @@ import numbers
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional, Sequence, Tuple, TypeVar, Union
 
@@ -26,6 +26,7 @@ from . import flow
 from .interface import (
     AUDIO,
     AUDIO_LENGTH_IN_S,
+    CANDIDATES_RANGE,
     CAPTION,
     CAPTION_INPUTS,
     CAPTION_OUTPUTS,
@@ -46,8 +47,11 @@ from .interface import (
     MUSIC_PROMPT,
     NEGATIVE_PROMPT,
     NUM_INFERENCE_STEPS,
+    NUM_WAVEFORMS_PER_PROMPT,
     PROMPT,
+    RANKING,
     SAMPLING_RATE,
+    SCORES,
     SEED,
     SEED_RANGE,
     STEPS_RANGE,
@@ -106,11 +110,23 @@ class MusicServiceError(MusicClientError):
 
 @dataclass(frozen=True, eq=False)  # eq=False: comparing ndarrays elementwise has no single truth value
 class MusicResult:
-    """Generated audio: mono float32 samples in [-1, 1], their rate, and the seed that made them."""
+    """Generated audio: mono float32 samples in [-1, 1], their rate, and the seed that made them.
+
+    With several candidates (`num_waveforms_per_prompt`), `audio` is the best one and `candidates` holds them all,
+    best first, with their CLAP `scores` when the server ranked them; `ranking` is how it ordered them ("clap") or
+    why it did not ("off: ...").
+    """
 
     audio: np.ndarray
     sampling_rate: int
     seed: int
+    candidates: Optional[np.ndarray] = None  # [k, samples]; None given: `audio` alone, [1, samples]
+    scores: Optional[np.ndarray] = None  # [k] cosine similarities to the prompt, descending; None: not ranked
+    ranking: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        if self.candidates is None:
+            object.__setattr__(self, "candidates", np.asarray(self.audio)[None])
 
     @property
     def duration_s(self) -> float:
@@ -122,13 +138,14 @@ class ImageMusicResult(MusicResult):
     """Music made for an image, with the two texts it went through: the image's caption, and the music
     prompt AudioLDM rendered (what the LLM wrote for the caption; the caption itself when that is blank)."""
 
-    caption: str
-    music_prompt: str
+    caption: str = ""
+    music_prompt: str = ""
 
     @classmethod
     def of(cls, music: MusicResult, caption: str, music_prompt: str) -> "ImageMusicResult":
         """`music` together with the texts it was made from."""
-        return cls(music.audio, music.sampling_rate, music.seed, caption, music_prompt)
+        return cls(**{f.name: getattr(music, f.name) for f in fields(MusicResult)}, caption=caption,
+                   music_prompt=music_prompt)
 
 
 @dataclass(frozen=True)
@@ -272,14 +289,18 @@ class MusicClient:
         audio_length_in_s: Optional[float] = None,
         guidance_scale: Optional[float] = None,
         seed: Optional[int] = None,
+        num_waveforms_per_prompt: Optional[int] = None,
     ) -> MusicResult:
         """Generate music from a text prompt. Options left as None take the server's defaults.
 
+        `num_waveforms_per_prompt` (1-8) makes that many candidates in one request: `audio` is the best,
+        `candidates` all of them best first, `scores` their CLAP similarity to the prompt (when the server ranks).
         Arguments are checked here against the served ranges so mistakes fail before any network
         traffic (ValueError, same wording as the server's); the server checks them again.
         """
         values = {PROMPT: _checked_text(PROMPT, prompt, required=True)}
-        values.update(_audio_options(negative_prompt, num_inference_steps, audio_length_in_s, guidance_scale, seed))
+        values.update(_audio_options(negative_prompt, num_inference_steps, audio_length_in_s, guidance_scale, seed,
+                                     num_waveforms_per_prompt))
         return self._infer(TEXT2MUSIC, TEXT2MUSIC_INPUTS, values, TEXT2MUSIC_OUTPUTS, _read_music)
 
     def image_to_music(
@@ -291,6 +312,7 @@ class MusicClient:
         audio_length_in_s: Optional[float] = None,
         guidance_scale: Optional[float] = None,
         seed: Optional[int] = None,
+        num_waveforms_per_prompt: Optional[int] = None,
     ) -> ImageMusicResult:
         """Generate music for an image, all stages on this server (the `image2music` model).
 
@@ -298,7 +320,8 @@ class MusicClient:
         options are `text_to_music`'s. The result carries the caption and the music prompt as well.
         """
         values = {IMAGE: image_bytes(image)}
-        values.update(_audio_options(negative_prompt, num_inference_steps, audio_length_in_s, guidance_scale, seed))
+        values.update(_audio_options(negative_prompt, num_inference_steps, audio_length_in_s, guidance_scale, seed,
+                                     num_waveforms_per_prompt))
         return self._infer(IMAGE2MUSIC, IMAGE2MUSIC_INPUTS, values, IMAGE2MUSIC_OUTPUTS, _read_image_music)
 
     def caption(self, image: ImageInput, *, max_new_tokens: Optional[int] = None) -> str:
@@ -444,10 +467,17 @@ def _png_bytes(image: "PILImage") -> bytes:
 
 
 def _read_music(response: Any) -> MusicResult:
+    audio = _output(response, AUDIO).astype(np.float32, copy=False)
+    candidates = audio if audio.ndim == 2 else audio.reshape(1, -1)  # [k, samples] when candidates were asked for
+    scores = response.as_numpy(SCORES)  # absent while the server does not rank
+    ranking = response.as_numpy(RANKING)
     return MusicResult(
-        audio=_output(response, AUDIO).reshape(-1).astype(np.float32, copy=False),
+        audio=candidates[0],
         sampling_rate=int(_output(response, SAMPLING_RATE).reshape(-1)[0]),
         seed=int(_output(response, SEED).reshape(-1)[0]),
+        candidates=candidates,
+        scores=None if scores is None else scores.reshape(-1).astype(np.float32, copy=False),
+        ranking=None if ranking is None else _read_text(response, name=RANKING),
     )
 
 
@@ -488,6 +518,7 @@ def _audio_options(
     audio_length_in_s: Optional[float] = None,
     guidance_scale: Optional[float] = None,
     seed: Optional[int] = None,
+    num_waveforms_per_prompt: Optional[int] = None,
 ) -> Dict[str, Any]:
     """Check the options every audio-producing model shares; None stays None (server default)."""
     return {
@@ -496,6 +527,7 @@ def _audio_options(
         AUDIO_LENGTH_IN_S: _checked_number(LENGTH_RANGE, float, audio_length_in_s),
         GUIDANCE_SCALE: _checked_number(GUIDANCE_RANGE, float, guidance_scale),
         SEED: _checked_number(SEED_RANGE, int, seed),
+        NUM_WAVEFORMS_PER_PROMPT: _checked_number(CANDIDATES_RANGE, int, num_waveforms_per_prompt),
     }
 
 
@@ -544,7 +576,7 @@ def generate(
     """One-shot text to music: the mono float32 samples (16 kHz for AudioLDM).
 
     `options` are `MusicClient.text_to_music`'s: negative_prompt, num_inference_steps, audio_length_in_s,
-    guidance_scale, seed.
+    guidance_scale, seed, num_waveforms_per_prompt (then the best candidate is returned).
     """
     with MusicClient(url, protocol, timeout_s) as client:
         return client.text_to_music(prompt, **options).audio

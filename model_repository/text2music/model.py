@@ -1,8 +1,9 @@
-"""text2music: prompt (+ options) → 16 kHz waveform, from the AudioLDM graphs, with in-flight batching.
+"""text2music: prompt (+ options) → 16 kHz waveforms, from the AudioLDM graphs, with in-flight batching.
 
 A thin adapter: request parsing and validation live in musicgen.protocol, the batching engine in
-musicgen.audioldm.engine. `execute` only validates and enqueues; the engine thread runs every request in
-flight together and answers each when its waveform is ready (or it was cancelled, or failed).
+musicgen.audioldm.engine, candidate ranking and its response tensors in musicgen.audioldm.ranking. `execute` only
+validates and enqueues; the engine thread runs every request in flight together and answers each when its
+waveforms are ready (or it was cancelled, or failed).
 """
 import json
 import threading
@@ -13,6 +14,7 @@ import numpy as np
 from musicgen import triton_glue
 from musicgen.audioldm.engine import EngineLimits, Job
 from musicgen.audioldm.pipeline import AudioLDMRecipe
+from musicgen.audioldm.ranking import has_audio_encoder, response_outputs
 from musicgen.params import TEXT2MUSIC_PARAMETERS, read_parameters
 from musicgen.protocol import parse_text_to_music
 from musicgen.stage_graphs import open_stage_graphs
@@ -22,11 +24,13 @@ from musicgen_client import interface as api
 class TritonPythonModel:
     def initialize(self, args):
         params = read_parameters(json.loads(args["model_config"]), TEXT2MUSIC_PARAMETERS)
-        run_stage = open_stage_graphs(params, Path(args["model_repository"]).parent,
-                                      [c.name for c in api.AUDIOLDM_COMPONENTS], triton_glue.bls_stage)
+        repository = Path(args["model_repository"]).parent
+        graphs = [c.name for c in api.AUDIOLDM_COMPONENTS]
+        graphs += [api.AUDIOLDM_CLAP_AUDIO] if has_audio_encoder(repository) else []
+        run_stage = open_stage_graphs(params, repository, graphs, triton_glue.bls_stage)
         limits = EngineLimits(**{k: params[k] for k in EngineLimits.__dataclass_fields__})
         self.recipe = AudioLDMRecipe(Path(args["model_repository"]) / args["model_version"], run_stage, limits,
-                                     triton_glue.EngineMetrics(api.TEXT2MUSIC))
+                                     triton_glue.EngineMetrics(api.TEXT2MUSIC), repository)
         self.input_names = [t.name for t in api.TEXT2MUSIC_INPUTS]
         self.loop = threading.Thread(target=self.recipe.engine.run_forever, name="audioldm-engine", daemon=True)
         self.loop.start()
@@ -40,10 +44,13 @@ class TritonPythonModel:
                                      self.recipe.config.min_audio_length_in_s)
         outputs = {api.SEED: np.array([parsed.options.seed], dtype=np.int64),
                    api.SAMPLING_RATE: np.array([self.recipe.config.sampling_rate], dtype=np.int32)}
-        self.recipe.engine.submit(Job(
-            parsed.prompt, parsed.options,
-            finish=lambda audio, error: respond(None if error else {api.AUDIO: audio, **outputs}, error),
-            keep_going=lambda: not request.is_cancelled()))
+        ranker = self.recipe.engine.ranker
+
+        def finish(result, error):
+            respond(None if error else {**response_outputs(result, parsed.options, ranker), **outputs}, error)
+
+        self.recipe.engine.submit(Job(parsed.prompt, parsed.options, finish,
+                                      keep_going=lambda: not request.is_cancelled()))
 
     def finalize(self):
         self.recipe.engine.stop()
