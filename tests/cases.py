@@ -33,6 +33,8 @@ TEXT2MUSIC_BAD_FIELDS = [
     (dict(guidance_scale=-2.0), "guidance_scale: -2.0 is out of range"),
     (dict(guidance_scale=float("inf")), "guidance_scale: inf is out of range"),
     (dict(seed=-1), "seed: -1 is out of range"),
+    (dict(num_waveforms_per_prompt=0), "num_waveforms_per_prompt: 0 is out of range: allowed 1 to 8"),
+    (dict(num_waveforms_per_prompt=9), "num_waveforms_per_prompt: 9 is out of range: allowed 1 to 8"),
 ]
 
 # text2music requests malformed as tensors (sent as they are) → the message of their 400.
@@ -43,6 +45,10 @@ TEXT2MUSIC_MALFORMED = [
     ({api.NEGATIVE_PROMPT: np.array([b"ok"], dtype=object)}, "prompt"),  # prompt missing
     ({api.PROMPT: np.array([b"x"], dtype=object), api.SEED: np.array([1.5], dtype=np.float32)}, "seed"),  # dtype
     ({api.PROMPT: np.array([b"a", b"b"], dtype=object)}, "prompt"),  # shape
+    ({api.PROMPT: np.array([b"x"], dtype=object),  # dtype: Triton's own 400 names the input
+      api.NUM_WAVEFORMS_PER_PROMPT: np.array([2.0], dtype=np.float32)}, "num_waveforms_per_prompt"),
+    ({api.PROMPT: np.array([b"x"], dtype=object),
+      api.NUM_WAVEFORMS_PER_PROMPT: np.array([2, 3], dtype=np.int32)}, "num_waveforms_per_prompt"),  # shape
 ]
 
 # Image bytes the image models refuse → the message of their 400.

@@ -73,7 +73,7 @@ def eager_clap_logits(tiny_weights, waveforms):
     with paddle.no_grad():
         out = clap(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"),
                    input_features=features.astype("float32"))
-    return out.logits_per_text.numpy()[0], float(clap.logit_scale_t.exp())
+    return out.logits_per_text.numpy()[0], clap.logit_scale_t.exp().item()
 
 
 def test_ranking_equals_eager_clap_order_and_similarities(model_repository, tiny_weights, eager_pipeline):
