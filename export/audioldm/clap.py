@@ -116,6 +116,13 @@ def _sample(weights: Path, rng: np.random.Generator) -> Dict[str, np.ndarray]:
     return {"input_features": features(clips.astype(np.float32))}
 
 
+def _one_long_clip(weights: Path, rng: np.random.Generator) -> Dict[str, Dict[str, np.ndarray]]:
+    """A batch of one, from a clip longer than the window (the extractor's crop)."""
+    features = _features(weights)
+    clip = 0.1 * rng.standard_normal((1, features.config.max_samples * 3 // 2))
+    return {"one_long_clip": {"input_features": features(clip.astype(np.float32))}}
+
+
 def static_dims(weights: Path) -> Dict[str, List[int]]:
     """HTSAT folds time into its image by Python arithmetic on the feature shape: frames and mel bins are fixed
     by the extractor's config, only the batch stays dynamic."""
@@ -124,7 +131,7 @@ def static_dims(weights: Path) -> Dict[str, List[int]]:
     return {"input_features": [-1, 1, frames, config.feature_size]}
 
 
-COMPONENT = Component(api.CLAP_AUDIO_COMPONENT, _load, _sample, 1e-4, static_dims=static_dims)
+COMPONENT = Component(api.CLAP_AUDIO_COMPONENT, _load, _sample, 1e-4, more_cases=_one_long_clip, static_dims=static_dims)
 
 
 def copy_feature_config(weights: Path, version_dir: Path) -> None:

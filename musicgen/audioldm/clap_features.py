@@ -77,7 +77,7 @@ class ClapFeatureConfig:
 
 
 class ClapFeatures:
-    """[n, samples] waveforms at `source_rate` → [n, 1, frames, mel bins] float32 `input_features`."""
+    """n waveforms (1-D, any lengths) at `source_rate` → [n, 1, frames, mel bins] float32 `input_features`."""
 
     def __init__(self, config: ClapFeatureConfig, source_rate: int):
         self.config = config
@@ -86,7 +86,7 @@ class ClapFeatures:
                                               config.frequency_min, config.frequency_max, config.sampling_rate)
         self.window = np.hanning(config.fft_window_size + 1)[:-1]  # periodic Hann
 
-    def __call__(self, waveforms: np.ndarray, seeds: Optional[Sequence[Sequence[int]]] = None) -> np.ndarray:
+    def __call__(self, waveforms: Sequence[np.ndarray], seeds: Optional[Sequence[Sequence[int]]] = None) -> np.ndarray:
         """`seeds[i]` seeds the crop of waveform i when it is longer than `max_length_s` (default: its index): a
         waveform's features never depend on the others of the call."""
         seeds = seeds if seeds is not None else [(i,) for i in range(len(waveforms))]

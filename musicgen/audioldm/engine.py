@@ -14,8 +14,9 @@ One engine owns the denoising loop of all the requests it holds. Each `step()` o
 A request of k candidates (`num_waveforms_per_prompt`) is k latent rows of the same loop (2k with guidance)
 sharing its prompt's embedding, drawn from its seed as ONE noise tensor [k, C, H, W], as ppdiffusers'
 AudioLDMPipeline draws them. A request's rows never mix with another's: its own seeded noise, scheduler and
-guidance scale, so its waveforms are the ones it gets alone (the graphs compute rows independently). Nothing here imports Triton: the
-served model drives `run_forever()` in a thread and the in-process pipeline drives `step()` itself.
+guidance scale, so its waveforms are the ones it gets alone (the graphs compute rows independently). Nothing
+here imports Triton: the served model drives `run_forever()` in a thread and the in-process pipeline drives
+`step()` itself.
 """
 from __future__ import annotations
 
@@ -53,9 +54,10 @@ class Ranker:
     #: What the response says about ranking: why it is off, or how candidates were ordered.
     description = "off: no CLAP audio encoder in the repository"
 
-    def scores(self, waveforms: np.ndarray, text_embeds: np.ndarray, seeds: Sequence[tuple]) -> Optional[np.ndarray]:
-        """[n, samples] waveforms, their prompts' [n, dim] normalised CLAP text embeddings and a seed per waveform
-        (for any random choice, e.g. a crop: (request seed, candidate index)) → [n] scores."""
+    def scores(self, waveforms: Sequence[np.ndarray], text_embeds: np.ndarray,
+               seeds: Sequence[tuple]) -> Optional[np.ndarray]:
+        """n waveforms (of any lengths), their prompts' [n, dim] normalised CLAP text embeddings and a seed per
+        waveform (for any random choice, e.g. a crop: (request seed, candidate index)) → [n] scores."""
         return None
 
 
@@ -391,24 +393,23 @@ class AudioLDMEngine:
                 self._finish(job, error=exc)
                 continue
             good.append((job, audio))
-        for job, result in zip([job for job, _ in good], self._rank([audio for _, audio in good],
-                                                                    [job for job, _ in good])):
-            self._finish(job, result=result)
+        if good:
+            for (job, _), result in zip(good, self._rank(good)):
+                self._finish(job, result=result)
 
     # ---- 5. candidates → best first ------------------------------------------------------------------
-    def _rank(self, waveforms: List[np.ndarray], jobs: List[Job]) -> List[Candidates]:
-        """Score every candidate of these requests (all of one length) in one ranker call; order each best first."""
-        if not jobs:
-            return []
-        text = np.concatenate([np.repeat(job.text_embeds, job.candidates, axis=0) for job in jobs])
+    def _rank(self, decoded: List[tuple]) -> List[Candidates]:
+        """(job, [k, samples] waveforms) → each job's candidates best first, every waveform scored in one ranker
+        call (lengths may differ: one latent shape covers lengths up to a mel frame apart)."""
+        text = np.concatenate([np.repeat(job.text_embeds, job.candidates, axis=0) for job, _ in decoded])
+        seeds = [(job.options.seed, i) for job, _ in decoded for i in range(job.candidates)]
         start = time.monotonic()
-        seeds = [(job.options.seed, i) for job in jobs for i in range(job.candidates)]
-        scores = self.ranker.scores(np.concatenate(waveforms), text, seeds)
+        scores = self.ranker.scores([row for _, audio in decoded for row in audio], text, seeds)
         if scores is None:
-            return [Candidates(audio) for audio in waveforms]
-        self.observer.batch("ranking", len(jobs), time.monotonic() - start)
+            return [Candidates(audio) for _, audio in decoded]
+        self.observer.batch("ranking", len(decoded), time.monotonic() - start)
         results, at = [], 0
-        for audio in waveforms:
+        for _, audio in decoded:
             mine = scores[at:at + len(audio)]
             at += len(audio)
             order = np.argsort(-mine, kind="stable")  # best first; ties keep the drawn order

@@ -31,7 +31,7 @@ class ClapRanker(Ranker):
         self.features = features
         self.run_stage = run_stage
 
-    def scores(self, waveforms: np.ndarray, text_embeds: np.ndarray, seeds: Sequence[tuple]) -> np.ndarray:
+    def scores(self, waveforms: Sequence[np.ndarray], text_embeds: np.ndarray, seeds: Sequence[tuple]) -> np.ndarray:
         input_features = self.features(waveforms, seeds)
         audio_embeds = run_component(self.run_stage, api.AUDIOLDM_CLAP_AUDIO, {"input_features": input_features})
         check_finite(api.AUDIOLDM_CLAP_AUDIO, audio_embeds)

@@ -72,7 +72,8 @@ def test_unpadded_prompt_embeddings_equal_the_padded_ones(recipe):
 
 
 def test_the_pipeline_runs_without_paddle(model_repository):
-    """A whole request over the ONNX graphs in a fresh process: paddle, ppdiffusers and paddlenlp never load."""
+    """A whole request of two ranked candidates over the ONNX graphs in a fresh process: paddle, ppdiffusers and
+    paddlenlp never load."""
     import json
     import subprocess
     import sys
@@ -82,12 +83,14 @@ import json, sys
 from musicgen.audioldm.pipeline import AudioLDMRecipe
 from musicgen.protocol import AudioOptions
 from musicgen.runtime import RuntimeOptions, local_stage_runner
-names = {[c.name for c in api.AUDIOLDM_COMPONENTS]!r}
+names = {[c.name for c in api.AUDIOLDM_COMPONENTS] + [api.AUDIOLDM_CLAP_AUDIO]!r}
 repo = {str(model_repository)!r}
-recipe = AudioLDMRecipe(repo + "/text2music/1", local_stage_runner(repo, names, RuntimeOptions()))
-audio = recipe("a calm piano melody", AudioOptions(num_inference_steps=2, audio_length_in_s=0.5, seed=1))
-print(json.dumps({{"modules": sorted({{m.split('.')[0] for m in sys.modules}}), "samples": int(audio.size)}}))
+recipe = AudioLDMRecipe(repo + "/text2music/1", local_stage_runner(repo, names, RuntimeOptions()), repository=repo)
+(result,) = recipe.generate([("a calm piano melody", AudioOptions(num_inference_steps=2, audio_length_in_s=0.5, seed=1,
+                                                                  num_waveforms_per_prompt=2))])
+print(json.dumps({{"modules": sorted({{m.split('.')[0] for m in sys.modules}}), "shape": list(result.audio.shape),
+                  "scores": len(result.scores)}}))
 """
     out = json.loads(subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True).stdout)
-    assert out["samples"] == 8000
+    assert out["shape"] == [2, 8000] and out["scores"] == 2
     assert not {"paddle", "ppdiffusers", "paddlenlp"} & set(out["modules"])

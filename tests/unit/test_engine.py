@@ -336,8 +336,8 @@ class FakeRanker:
         self.calls = []
 
     def scores(self, waveforms, text_embeds, seeds):
-        self.calls.append((waveforms.shape, text_embeds.shape, list(seeds)))
-        return waveforms.mean(1) + 0 * text_embeds[:, 0]
+        self.calls.append(([len(w) for w in waveforms], text_embeds.shape, list(seeds)))
+        return np.array([w.mean() for w in waveforms]) + 0 * text_embeds[:, 0]
 
 
 def test_candidates_come_back_best_first_with_their_scores():
@@ -351,7 +351,7 @@ def test_candidates_come_back_best_first_with_their_scores():
     np.testing.assert_array_equal(audio, unranked[order])
     np.testing.assert_array_equal(scores, unranked.mean(1)[order].astype(np.float32))
     assert scores.dtype == np.float32 and list(scores) == sorted(scores, reverse=True)
-    assert ranker.calls == [((3, 40), (3, CONFIG.text_embed_dim), [(5, 0), (5, 1), (5, 2)])]
+    assert ranker.calls == [([40, 40, 40], (3, CONFIG.text_embed_dim), [(5, 0), (5, 1), (5, 2)])]
 
 
 def test_ranked_candidates_equal_alone_in_a_batch_with_one_ranker_call_per_decode():
@@ -379,3 +379,17 @@ def test_silence_in_one_candidate_fails_the_request_naming_how_many():
     engine.submit(collector.job("k3", *REQUESTS["k3"]))
     run(engine)
     assert "produced silence (every sample is 0) in 3 of 3 waveforms" in str(collector.results["k3"])
+
+
+def test_requests_of_one_latent_shape_and_other_lengths_are_ranked_together():
+    """0.4 s and 0.35 s make the same mel frames (the latter rounds up to the VAE's multiple) but keep 40 and 35
+    samples."""
+    ranker, collector = FakeRanker(), Collector()
+    engine = make_engine(ranker=ranker)
+    shorter = AudioOptions(num_inference_steps=3, audio_length_in_s=0.35, guidance_scale=2.5, seed=6,
+                           num_waveforms_per_prompt=2)
+    engine.submit(collector.job("a", *REQUESTS["a"]))
+    engine.submit(collector.job("shorter", "calm piano", shorter))
+    run(engine)
+    assert collector.results["a"].shape == (1, 40) and collector.results["shorter"].shape == (2, 35)
+    assert [call[0] for call in ranker.calls] == [[40, 35, 35]]
