@@ -162,6 +162,10 @@ def _no_more_cases(_weights: Path, _rng: np.random.Generator) -> Dict[str, Dict[
     return {}
 
 
+def _dynamic_dims(_weights: Path) -> Dict[str, List[int]]:
+    return {}
+
+
 @dataclass(frozen=True)
 class Component:
     """One exportable graph: how its eager Layer loads from a weights folder, and how to feed it for parity."""
@@ -175,12 +179,17 @@ class Component:
     # Further named input cases checked like the sample one, e.g. a decode step with a non-empty KV cache
     # beside the zero-length-past prefill.
     more_cases: Callable[[Path, np.random.Generator], Dict[str, Dict[str, np.ndarray]]] = _no_more_cases
+    # Input dims the graph is traced with where the interface's -1 cannot be (a model that computes with its
+    # input's shape in Python), from the weights' configs; the others as the interface declares them.
+    static_dims: Callable[[Path], Dict[str, List[int]]] = _dynamic_dims
 
-    def input_spec(self) -> list:
+    def input_spec(self, weights: Path) -> list:
         import paddle
 
+        fixed = self.static_dims(Path(weights))
         return [
-            paddle.static.InputSpec(shape=list(t.dims), dtype=_PADDLE_DTYPES[t.datatype], name=t.name)
+            paddle.static.InputSpec(shape=list(fixed.get(t.name, t.dims)), dtype=_PADDLE_DTYPES[t.datatype],
+                                    name=t.name)
             for t in self.spec.inputs
         ]
 
@@ -202,7 +211,7 @@ def export_component(component: Component, weights: Path, version_dir: Path, see
     eager = paddle_outputs(layer)
     expected = {case: eager(feeds) for case, feeds in cases.items()}
     with component.trace_context(layer):
-        save_paddle_inference(layer, component.input_spec(), version_dir)
+        save_paddle_inference(layer, component.input_spec(weights), version_dir)
     convert_to_onnx(version_dir)
     return check_parity(
         component.spec.name, version_dir, expected, cases, [t.name for t in component.spec.outputs],

@@ -1,8 +1,10 @@
-"""A finished waveform turned into the response outputs its request asked for (musicgen_client.audio_encoding).
+"""Finished waveforms turned into the response outputs their request asked for (musicgen_client.audio_encoding).
 
-`raw` (the default): FP32 samples in `audio`, resampled or normalised when asked. A file format: the whole file in
-`audio_file` (BYTES [1]) and no `audio`. `sampling_rate` is always the delivered rate, `seed` passes through.
-No Triton import: the model.py adapters call these.
+`audio` is one waveform [samples] or a request's candidates [k, samples], each delivered on its own.
+`raw` (the default): FP32 samples in `audio`, resampled or normalised when asked. A file format: one whole file
+per waveform in `audio_file` (BYTES [1], or [k] best first) and no `audio`. `sampling_rate` is always the
+delivered rate; the other outputs (`seed`, `scores`, `ranking`) pass through. No Triton import: the model.py
+adapters call these.
 """
 from __future__ import annotations
 
@@ -20,17 +22,20 @@ Outputs = Dict[str, np.ndarray]
 def delivered_outputs(outputs: Outputs, encoding: AudioEncoding) -> Outputs:
     """`outputs` as a model produced them (`audio` at `sampling_rate`, and others such as `seed`), delivered."""
     rest = {name: value for name, value in outputs.items() if name != api.AUDIO}
-    delivered = deliver(outputs[api.AUDIO], int(outputs[api.SAMPLING_RATE].reshape(-1)[0]), encoding)
-    rest[api.SAMPLING_RATE] = np.array([delivered.sampling_rate], dtype=np.int32)
-    if delivered.file is None:
-        rest[api.AUDIO] = delivered.samples
+    waveforms = np.asarray(outputs[api.AUDIO])
+    rate = int(outputs[api.SAMPLING_RATE].reshape(-1)[0])
+    delivered = [deliver(w, rate, encoding) for w in (waveforms[None] if waveforms.ndim == 1 else waveforms)]
+    rest[api.SAMPLING_RATE] = np.array([delivered[0].sampling_rate], dtype=np.int32)
+    if delivered[0].file is None:
+        samples = np.stack([d.samples for d in delivered])
+        rest[api.AUDIO] = samples[0] if waveforms.ndim == 1 else samples
     else:
-        rest[api.AUDIO_FILE] = np.array([delivered.file], dtype=object)
+        rest[api.AUDIO_FILE] = np.array([d.file for d in delivered], dtype=object)
     return rest
 
 
 Respond = Callable[[Optional[Outputs], Optional[BaseException]], None]
-Finish = Callable[[Optional[np.ndarray], Optional[BaseException]], None]
+Finish = Callable[[Optional[Outputs], Optional[BaseException]], None]
 
 
 class Delivery:
@@ -42,23 +47,23 @@ class Delivery:
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="audio-delivery")
 
     def finisher(self, outputs: Outputs, encoding: AudioEncoding, respond: Respond) -> Finish:
-        """A `finish(audio, error)` for one request: an error answered at once, the audio with `outputs`
-        delivered as `encoding` asks, then answered."""
-        def deliver_and_respond(audio: np.ndarray) -> None:
+        """A `finish(produced, error)` for one request: an error answered at once; the outputs the model
+        produced (`audio` and what goes with it) joined with `outputs`, delivered as `encoding` asks, answered."""
+        def deliver_and_respond(produced: Outputs) -> None:
             try:
-                delivered = delivered_outputs({api.AUDIO: audio, **outputs}, encoding)
+                delivered = delivered_outputs({**produced, **outputs}, encoding)
             except Exception as exc:  # noqa: BLE001 - becomes this request's error response
                 respond(None, exc)
             else:
                 respond(delivered, None)
 
-        def finish(audio: Optional[np.ndarray], error: Optional[BaseException]) -> None:
+        def finish(produced: Optional[Outputs], error: Optional[BaseException]) -> None:
             if error is not None:
                 respond(None, error)
             elif encoding == AudioEncoding():
-                respond({api.AUDIO: audio, **outputs}, None)
+                respond({**produced, **outputs}, None)
             else:
-                self._pool.submit(deliver_and_respond, audio)
+                self._pool.submit(deliver_and_respond, produced)
 
         return finish
 

@@ -44,6 +44,8 @@ def audio_option_tensors(options: AudioOptions) -> Dict[str, np.ndarray]:
     }
     if options.negative_prompt:
         tensors[api.NEGATIVE_PROMPT] = _bytes(options.negative_prompt)
+    if options.num_waveforms_per_prompt is not None:  # absent stays absent: the flat [samples] audio
+        tensors[api.NUM_WAVEFORMS_PER_PROMPT] = np.array([options.num_waveforms_per_prompt], dtype=np.int32)
     return tensors
 
 

@@ -77,6 +77,13 @@ class AudioOptions:
     audio_length_in_s: float = float(api.LENGTH_RANGE.default)
     guidance_scale: float = float(api.GUIDANCE_RANGE.default)
     seed: int = 0
+    # Candidates to make and return best first; None: the request did not ask, so one waveform, sent flat
+    # ([samples], as before candidates existed) instead of [k, samples].
+    num_waveforms_per_prompt: Optional[int] = None
+
+    @property
+    def candidates(self) -> int:
+        return self.num_waveforms_per_prompt or 1
 
 
 @dataclass(frozen=True)
@@ -147,6 +154,7 @@ def parse_audio_options(inputs: Inputs, min_audio_length_in_s: float = 0.0) -> A
     length = _number(inputs, api.LENGTH_RANGE, float, minimum=min_audio_length_in_s)
     guidance = _number(inputs, api.GUIDANCE_RANGE, float)
     seed = _number(inputs, api.SEED_RANGE, int)
+    candidates = _number(inputs, api.CANDIDATES_RANGE, int)
     defaults = AudioOptions()
     return AudioOptions(
         negative_prompt=negative or None,
@@ -154,6 +162,7 @@ def parse_audio_options(inputs: Inputs, min_audio_length_in_s: float = 0.0) -> A
         audio_length_in_s=defaults.audio_length_in_s if length is None else length,
         guidance_scale=defaults.guidance_scale if guidance is None else guidance,
         seed=secrets.randbelow(int(api.SEED_RANGE.maximum) + 1) if seed is None else seed,
+        num_waveforms_per_prompt=candidates,
     )
 
 

@@ -154,10 +154,12 @@ def _check_bls_response(model: str, response) -> None:
 
 
 def bls_call(model: str, inputs: Dict[str, np.ndarray], output_names: Sequence[str]) -> Dict[str, np.ndarray]:
-    """Run another served model from inside this one; its error becomes a StageError naming it."""
+    """Run another served model from inside this one; its error becomes a StageError naming it. An output it did
+    not produce (text2music's `scores` while ranking is off) is left out of the result."""
     response = _bls_request(model, inputs, output_names).exec()
     _check_bls_response(model, response)
-    return {name: pb_utils.get_output_tensor_by_name(response, name).as_numpy() for name in output_names}
+    tensors = {name: pb_utils.get_output_tensor_by_name(response, name) for name in output_names}
+    return {name: tensor.as_numpy() for name, tensor in tensors.items() if tensor is not None}
 
 
 def bls_stream(model: str, inputs: Dict[str, np.ndarray], output_names: Sequence[str],
@@ -176,8 +178,8 @@ def bls_stream(model: str, inputs: Dict[str, np.ndarray], output_names: Sequence
         if api.STAGE in tensors and not cancelled:
             progress(tensors[api.STAGE].as_numpy()[0].decode("utf-8"), int(tensors[api.STEP].as_numpy()[0]),
                      int(tensors[api.TOTAL].as_numpy()[0]))
-        elif output_names[0] in tensors:
-            outputs = {name: tensors[name].as_numpy() for name in output_names}
+        elif output_names[0] in tensors:  # an output the model did not produce (`scores`) is left out, as above
+            outputs = {name: tensors[name].as_numpy() for name in output_names if name in tensors}
     if cancelled:
         raise CancelledError(f"cancelled while {model} ran")
     if outputs is None:

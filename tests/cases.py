@@ -37,6 +37,8 @@ TEXT2MUSIC_BAD_FIELDS = [
     (dict(output_sampling_rate=8000), "output_sampling_rate: 8000 Hz is not offered"),
     (dict(loudness="lufs", loudness_target=float("nan")), "loudness_target: nan is out of range"),
     (dict(loudness_target=-14.0), "loudness_target: -14.0 given without a loudness mode"),
+    (dict(num_waveforms_per_prompt=0), "num_waveforms_per_prompt: 0 is out of range: allowed 1 to 8"),
+    (dict(num_waveforms_per_prompt=9), "num_waveforms_per_prompt: 9 is out of range: allowed 1 to 8"),
 ]
 
 # text2music requests malformed as tensors (sent as they are) → the message of their 400.
@@ -47,6 +49,10 @@ TEXT2MUSIC_MALFORMED = [
     ({api.NEGATIVE_PROMPT: np.array([b"ok"], dtype=object)}, "prompt"),  # prompt missing
     ({api.PROMPT: np.array([b"x"], dtype=object), api.SEED: np.array([1.5], dtype=np.float32)}, "seed"),  # dtype
     ({api.PROMPT: np.array([b"a", b"b"], dtype=object)}, "prompt"),  # shape
+    ({api.PROMPT: np.array([b"x"], dtype=object),  # dtype: Triton's own 400 names the input
+      api.NUM_WAVEFORMS_PER_PROMPT: np.array([2.0], dtype=np.float32)}, "num_waveforms_per_prompt"),
+    ({api.PROMPT: np.array([b"x"], dtype=object),
+      api.NUM_WAVEFORMS_PER_PROMPT: np.array([2, 3], dtype=np.int32)}, "num_waveforms_per_prompt"),  # shape
 ]
 
 # Image bytes the image models refuse → the message of their 400.

@@ -16,7 +16,7 @@ import numbers
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, Mapping, Optional, Sequence, Tuple, TypeVar, Union
 
@@ -30,6 +30,7 @@ from .interface import (
     AUDIO_FILE,
     AUDIO_FORMAT,
     AUDIO_LENGTH_IN_S,
+    CANDIDATES_RANGE,
     CAPTION,
     CAPTION_INPUTS,
     CAPTION_OUTPUTS,
@@ -53,10 +54,13 @@ from .interface import (
     MUSIC_PROMPT,
     NEGATIVE_PROMPT,
     NUM_INFERENCE_STEPS,
+    NUM_WAVEFORMS_PER_PROMPT,
     OUTPUT_SAMPLING_RATE,
     PROGRESS_OUTPUTS,
     PROMPT,
+    RANKING,
     SAMPLING_RATE,
+    SCORES,
     SEED,
     SEED_RANGE,
     STEPS_RANGE,
@@ -117,15 +121,34 @@ class MusicServiceError(MusicClientError):
 
 @dataclass(frozen=True, eq=False)  # eq=False: comparing ndarrays elementwise has no single truth value
 class MusicResult:
-    """Generated audio: mono float32 samples in [-1, 1], their rate, and the seed that made them. When the server
-    encoded it (an `AudioEncoding` with a file format), `audio_file` holds the file as it came and `audio` its
-    decoded samples."""
+    """Generated audio: mono float32 samples in [-1, 1], their rate, and the seed that made them.
+
+    With several candidates (`num_waveforms_per_prompt`), `audio` is the best one and `candidates` holds them all,
+    best first, with their CLAP `scores` when the server ranked them; `ranking` is how it ordered them ("clap") or
+    why it did not ("off: ..."). When the server encoded the audio (an `AudioEncoding` with a file format),
+    `audio_file` holds the best one's file as it came (`candidate_files` all of them) and `audio` its decoded
+    samples.
+    """
 
     audio: np.ndarray
     sampling_rate: int
     seed: int
+    candidates: Optional[np.ndarray] = None  # [k, samples]; None given: `audio` alone, [1, samples]
+    scores: Optional[np.ndarray] = None  # [k] cosine similarities to the prompt, descending; None: not ranked
+    ranking: Optional[str] = None
     audio_file: Optional[bytes] = field(default=None, kw_only=True)
     audio_format: str = field(default=RAW, kw_only=True)
+    candidate_files: Optional[Tuple[bytes, ...]] = field(default=None, kw_only=True)  # best first, with audio_file
+
+    def __post_init__(self) -> None:
+        if self.candidates is None:
+            object.__setattr__(self, "candidates", np.asarray(self.audio)[None])
+
+    def candidate(self, rank: int) -> "MusicResult":
+        """The candidate at `rank` (0: the best) as a result of its own, its file with it when there is one."""
+        file = self.candidate_files[rank] if self.candidate_files else None
+        return MusicResult(self.candidates[rank], self.sampling_rate, self.seed, audio_file=file,
+                           audio_format=self.audio_format)
 
     @property
     def duration_s(self) -> float:
@@ -137,14 +160,14 @@ class ImageMusicResult(MusicResult):
     """Music made for an image, with the two texts it went through: the image's caption, and the music
     prompt AudioLDM rendered (what the LLM wrote for the caption; the caption itself when that is blank)."""
 
-    caption: str
-    music_prompt: str
+    caption: str = ""
+    music_prompt: str = ""
 
     @classmethod
     def of(cls, music: MusicResult, caption: str, music_prompt: str) -> "ImageMusicResult":
         """`music` together with the texts it was made from."""
-        return cls(music.audio, music.sampling_rate, music.seed, caption, music_prompt,
-                   audio_file=music.audio_file, audio_format=music.audio_format)
+        return cls(**{f.name: getattr(music, f.name) for f in fields(MusicResult)}, caption=caption,
+                   music_prompt=music_prompt)
 
 
 @dataclass(frozen=True)
@@ -306,9 +329,12 @@ class MusicClient:
         seed: Optional[int] = None,
         encoding: Optional[AudioEncoding] = None,
         progress: Optional[Progress] = None,
+        num_waveforms_per_prompt: Optional[int] = None,
     ) -> MusicResult:
         """Generate music from a text prompt. Options left as None take the server's defaults.
 
+        `num_waveforms_per_prompt` (1-8) makes that many candidates in one request: `audio` is the best,
+        `candidates` all of them best first, `scores` their CLAP similarity to the prompt (when the server ranks).
         Arguments are checked here against the served ranges so mistakes fail before any network
         traffic (ValueError, same wording as the server's); the server checks them again. `encoding` asks the
         server for a file (format, rate, loudness: see `AudioEncoding`); None: raw samples at the model's rate.
@@ -316,7 +342,8 @@ class MusicClient:
         (gRPC only) and `progress` hears every denoising step; the result is the same as without it.
         """
         values = {PROMPT: _checked_text(PROMPT, prompt, required=True)}
-        values.update(_audio_options(negative_prompt, num_inference_steps, audio_length_in_s, guidance_scale, seed))
+        values.update(_audio_options(negative_prompt, num_inference_steps, audio_length_in_s, guidance_scale, seed,
+                                     num_waveforms_per_prompt))
         values.update(_encoding_values(encoding, audio_length_in_s))
         read = functools.partial(_read_music, encoding=encoding or AudioEncoding())
         return self._infer(TEXT2MUSIC, TEXT2MUSIC_INPUTS, values, TEXT2MUSIC_OUTPUTS, read, progress)
@@ -332,6 +359,7 @@ class MusicClient:
         seed: Optional[int] = None,
         encoding: Optional[AudioEncoding] = None,
         progress: Optional[Progress] = None,
+        num_waveforms_per_prompt: Optional[int] = None,
     ) -> ImageMusicResult:
         """Generate music for an image, all stages on this server (the `image2music` model).
 
@@ -341,7 +369,8 @@ class MusicClient:
         hears the caption and chatglm stages start and end, then every denoising step.
         """
         values = {IMAGE: image_bytes(image)}
-        values.update(_audio_options(negative_prompt, num_inference_steps, audio_length_in_s, guidance_scale, seed))
+        values.update(_audio_options(negative_prompt, num_inference_steps, audio_length_in_s, guidance_scale, seed,
+                                     num_waveforms_per_prompt))
         values.update(_encoding_values(encoding, audio_length_in_s))
         read = functools.partial(_read_image_music, encoding=encoding or AudioEncoding())
         return self._infer(IMAGE2MUSIC, IMAGE2MUSIC_INPUTS, values, IMAGE2MUSIC_OUTPUTS, read, progress)
@@ -507,13 +536,25 @@ def _png_bytes(image: "PILImage") -> bytes:
 
 
 def _read_music(response: Any, encoding: AudioEncoding) -> MusicResult:
-    """The audio outputs: `audio` samples, or for a file format the `audio_file` and its decoded samples."""
+    """The audio outputs: `audio` samples ([k, samples] when candidates were asked for), or for a file format the
+    `audio_file` files and their decoded samples; the candidates' `scores` and `ranking` when present."""
     sampling_rate = int(_output(response, SAMPLING_RATE).reshape(-1)[0])
     seed = int(_output(response, SEED).reshape(-1)[0])
+    scores = response.as_numpy(SCORES)  # absent while the server does not rank
+    ranking = response.as_numpy(RANKING)
+    ranked = dict(scores=None if scores is None else scores.reshape(-1).astype(np.float32, copy=False),
+                  ranking=None if ranking is None else _read_text(response, name=RANKING))
     if encoding.file_format is None:
-        audio = _output(response, AUDIO).reshape(-1).astype(np.float32, copy=False)
-        return MusicResult(audio, sampling_rate, seed)
-    file = _output(response, AUDIO_FILE).reshape(-1)[0]
+        audio = _output(response, AUDIO).astype(np.float32, copy=False)
+        candidates = audio if audio.ndim == 2 else audio.reshape(1, -1)
+        return MusicResult(candidates[0], sampling_rate, seed, candidates, **ranked)
+    files = tuple(_output(response, AUDIO_FILE).reshape(-1))
+    candidates = np.stack([_decoded_file(file, encoding, sampling_rate) for file in files])
+    return MusicResult(candidates[0], sampling_rate, seed, candidates, **ranked, audio_file=files[0],
+                       audio_format=encoding.audio_format, candidate_files=files)
+
+
+def _decoded_file(file: Any, encoding: AudioEncoding, sampling_rate: int) -> np.ndarray:
     if not isinstance(file, bytes):
         raise ValueError(f"output {AUDIO_FILE!r} is {type(file).__name__}, not BYTES")
     try:
@@ -522,7 +563,7 @@ def _read_music(response: Any, encoding: AudioEncoding) -> MusicResult:
         raise ValueError(f"output {AUDIO_FILE!r} is not a readable {encoding.audio_format} file ({exc})") from exc
     if file_rate != sampling_rate:
         raise ValueError(f"output {AUDIO_FILE!r} is at {file_rate} Hz, {SAMPLING_RATE} says {sampling_rate}")
-    return MusicResult(audio, sampling_rate, seed, audio_file=file, audio_format=encoding.audio_format)
+    return audio
 
 
 def _read_image_music(response: Any, encoding: AudioEncoding) -> ImageMusicResult:
@@ -562,6 +603,7 @@ def _audio_options(
     audio_length_in_s: Optional[float] = None,
     guidance_scale: Optional[float] = None,
     seed: Optional[int] = None,
+    num_waveforms_per_prompt: Optional[int] = None,
 ) -> Dict[str, Any]:
     """Check the options every audio-producing model shares; None stays None (server default)."""
     return {
@@ -570,6 +612,7 @@ def _audio_options(
         AUDIO_LENGTH_IN_S: _checked_number(LENGTH_RANGE, float, audio_length_in_s),
         GUIDANCE_SCALE: _checked_number(GUIDANCE_RANGE, float, guidance_scale),
         SEED: _checked_number(SEED_RANGE, int, seed),
+        NUM_WAVEFORMS_PER_PROMPT: _checked_number(CANDIDATES_RANGE, int, num_waveforms_per_prompt),
     }
 
 
@@ -630,7 +673,7 @@ def generate(
     """One-shot text to music: the mono float32 samples (16 kHz for AudioLDM).
 
     `options` are `MusicClient.text_to_music`'s: negative_prompt, num_inference_steps, audio_length_in_s,
-    guidance_scale, seed.
+    guidance_scale, seed, num_waveforms_per_prompt (then the best candidate is returned).
     """
     with MusicClient(url, protocol, timeout_s) as client:
         return client.text_to_music(prompt, **options).audio

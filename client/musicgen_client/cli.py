@@ -2,6 +2,7 @@
 
     musicgen text "a calm piano melody" --out calm.wav --seed 42
     musicgen text "a calm piano melody" --out calm.flac --sample-rate 44100 --loudness lufs
+    musicgen text "a calm piano melody" --out best.flac --candidates 4     # keeps the best of four, as FLAC
     musicgen image photo.jpg --out song.wav --llm-url gpu-box:8000
     musicgen caption photo.jpg
     musicgen chat "name three instruments"
@@ -42,6 +43,7 @@ from .audio_encoding import (
     format_of_path,
 )
 from .interface import (
+    CANDIDATES_RANGE,
     GUIDANCE_RANGE,
     IMAGE2MUSIC,
     LENGTH_RANGE,
@@ -106,6 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
     audio.add_argument("--length", type=float, metavar="S", help=_range_help("clip length in seconds", LENGTH_RANGE))
     audio.add_argument("--guidance", type=float, metavar="G", help=_range_help("guidance scale", GUIDANCE_RANGE))
     audio.add_argument("--seed", type=int, help="random seed; without one the server draws one, printed afterwards")
+    audio.add_argument("--candidates", type=int, metavar="N", help=_range_help(
+        "waveforms to make in one request, ranked by CLAP; the best is written to --out", CANDIDATES_RANGE))
+    audio.add_argument("--all-candidates", action="store_true",
+                       help="also write the others, as OUT.2.wav, OUT.3.wav ... in rank order")
     output = music_options.add_argument_group("output file")
     output.add_argument("--format", choices=tuple(FILE_FORMATS),
                         help="wav, flac: 16-bit; wav24, flac24: 24-bit; wavf32: float; ogg: Vorbis, lossy "
@@ -191,17 +197,39 @@ def _music_options(args: argparse.Namespace) -> Dict[str, Any]:
         "guidance_scale": args.guidance,
         "seed": args.seed,
         "encoding": encoding,
+        "num_waveforms_per_prompt": args.candidates,
     }
 
 
+def candidate_paths(out: Path, count: int) -> List[Path]:
+    """Where the candidates go, best first: OUT itself, then OUT.2.wav, OUT.3.wav ... (the rank before the suffix)."""
+    return [out] + [out.with_name(f"{out.stem}.{rank}{out.suffix or '.wav'}") for rank in range(2, count + 1)]
+
+
+def _describe_ranking(result: MusicResult) -> Optional[str]:
+    """One line about the candidates' order: their scores, or why the server did not rank them."""
+    if result.scores is not None:
+        return "CLAP scores, best first: " + ", ".join(f"{score:.4f}" for score in result.scores)
+    if len(result.candidates) > 1:
+        return f"not ranked ({result.ranking or 'the server sent no ranking'}): candidates in drawn order"
+    return None
+
+
 def _write_audio(args: argparse.Namespace, result: MusicResult) -> int:
-    try:
-        path = save_audio(args.out, result, args.format)
-    except OSError as exc:
-        _error(f"cannot write {args.out}: {exc}")
-        return EXIT_WRITE_FAILED
-    print(f"wrote {path}: {result.duration_s:.2f} s at {result.sampling_rate} Hz, {result.audio_format}, "
-          f"seed {result.seed}")
+    count = len(result.candidates) if args.all_candidates else 1
+    written = []
+    for rank, path in enumerate(candidate_paths(args.out, count)):
+        try:
+            written.append(save_audio(path, result.candidate(rank), args.format))
+        except OSError as exc:
+            _error(f"cannot write {path}: {exc}")
+            return EXIT_WRITE_FAILED
+    ranking = _describe_ranking(result)
+    if ranking:
+        print(ranking)
+    for path in written:
+        print(f"wrote {path}: {result.duration_s:.2f} s at {result.sampling_rate} Hz, {result.audio_format}, "
+              f"seed {result.seed}")
     return EXIT_OK
 
 

@@ -52,8 +52,12 @@ NUM_INFERENCE_STEPS = "num_inference_steps"
 AUDIO_LENGTH_IN_S = "audio_length_in_s"
 GUIDANCE_SCALE = "guidance_scale"
 SEED = "seed"
+NUM_WAVEFORMS_PER_PROMPT = "num_waveforms_per_prompt"  # candidates per request, returned best first
 AUDIO = "audio"
 SAMPLING_RATE = "sampling_rate"
+SCORES = "scores"  # one CLAP cosine similarity per candidate, descending
+RANKING = "ranking"  # how the candidates were ordered, or why they were not: "clap" or "off: <reason>"
+RANKING_CLAP = "clap"
 
 # Longest prompt accepted, in UTF-8 bytes. CLAP truncates at its token limit anyway; this bound only
 # keeps a hostile request from making the tokenizer chew megabytes.
@@ -63,6 +67,7 @@ STEPS_RANGE = ParameterRange(NUM_INFERENCE_STEPS, 20, 1, 500)
 LENGTH_RANGE = ParameterRange(AUDIO_LENGTH_IN_S, 5.0, 0.0, 60.0)  # the model adds its own minimum
 GUIDANCE_RANGE = ParameterRange(GUIDANCE_SCALE, 2.5, 0.0, 30.0)  # <= 1 turns guidance off
 SEED_RANGE = ParameterRange(SEED, None, 0, 2**63 - 1)  # no seed: the server draws one and returns it
+CANDIDATES_RANGE = ParameterRange(NUM_WAVEFORMS_PER_PROMPT, 1, 1, 8)
 
 AUDIO_OPTION_INPUTS = (
     TensorSpec(NEGATIVE_PROMPT, "BYTES", (1,), optional=True),
@@ -70,11 +75,16 @@ AUDIO_OPTION_INPUTS = (
     TensorSpec(AUDIO_LENGTH_IN_S, "FP32", (1,), optional=True),
     TensorSpec(GUIDANCE_SCALE, "FP32", (1,), optional=True),
     TensorSpec(SEED, "INT64", (1,), optional=True),
+    TensorSpec(NUM_WAVEFORMS_PER_PROMPT, "INT32", (1,), optional=True),
 )
 AUDIO_OUTPUTS = (
-    TensorSpec(AUDIO, "FP32", (-1,)),
+    # [samples] when the request did not send num_waveforms_per_prompt (one waveform, as before candidates);
+    # [k, samples] when it did, k = 1 included, best first.
+    TensorSpec(AUDIO, "FP32", (-1, -1)),
     TensorSpec(SEED, "INT64", (1,)),
     TensorSpec(SAMPLING_RATE, "INT32", (1,)),
+    TensorSpec(SCORES, "FP32", (-1,)),  # [k]; only while ranking is on
+    TensorSpec(RANKING, "BYTES", (1,)),
 )
 
 # Encoded output (musicgen_client.audio_encoding holds the allowed values): with a file format, the response
@@ -90,7 +100,7 @@ AUDIO_ENCODING_INPUTS = (
     TensorSpec(LOUDNESS, "BYTES", (1,), optional=True),
     TensorSpec(LOUDNESS_TARGET, "FP32", (1,), optional=True),
 )
-ENCODED_AUDIO_OUTPUTS = (TensorSpec(AUDIO_FILE, "BYTES", (1,)),)
+ENCODED_AUDIO_OUTPUTS = (TensorSpec(AUDIO_FILE, "BYTES", (-1,)),)  # one file per candidate, best first
 
 TEXT2MUSIC_INPUTS = (TensorSpec(PROMPT, "BYTES", (1,)),) + AUDIO_OPTION_INPUTS + AUDIO_ENCODING_INPUTS
 TEXT2MUSIC_OUTPUTS = AUDIO_OUTPUTS + ENCODED_AUDIO_OUTPUTS
@@ -108,6 +118,7 @@ AUDIOLDM_TEXT_ENCODER = "audioldm_text_encoder"
 AUDIOLDM_UNET = "audioldm_unet"
 AUDIOLDM_VAE_DECODER = "audioldm_vae_decoder"
 AUDIOLDM_VOCODER = "audioldm_vocoder"
+AUDIOLDM_CLAP_AUDIO = "audioldm_clap_audio"  # optional: ranks candidates when exported
 
 
 @dataclass(frozen=True)
@@ -150,6 +161,13 @@ AUDIOLDM_COMPONENTS = (
         outputs=(TensorSpec("waveform", "FP32", (-1, -1)),),
         replayable=True,
     ),
+)
+
+# CLAP's audio side, matching the text encoder: HTSAT + audio projection, L2-normalised (get_audio_features).
+CLAP_AUDIO_COMPONENT = ComponentSpec(
+    AUDIOLDM_CLAP_AUDIO,
+    inputs=(TensorSpec("input_features", "FP32", (-1, 1, -1, -1)),),  # [batch, 1, frames, mel bins] log-mel
+    outputs=(TensorSpec("audio_embeds", "FP32", (-1, -1)),),
 )
 
 # ---- image → music prompt: MiniGPT4 captions, ChatGLM writes the music prompt -----------------------------
@@ -225,4 +243,5 @@ CHATGLM_COMPONENTS = (
     ),
 )
 
-COMPONENTS_BY_NAME = {c.name: c for c in AUDIOLDM_COMPONENTS + MINIGPT4_COMPONENTS + CHATGLM_COMPONENTS}
+COMPONENTS_BY_NAME = {c.name: c for c in AUDIOLDM_COMPONENTS + (CLAP_AUDIO_COMPONENT,) + MINIGPT4_COMPONENTS
+                      + CHATGLM_COMPONENTS}

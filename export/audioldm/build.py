@@ -1,4 +1,5 @@
-"""Export a whole AudioLDM pipeline into a model repository: four graph models plus the text2music orchestrator."""
+"""Export a whole AudioLDM pipeline into a model repository: four graph models plus the text2music orchestrator,
+and the CLAP audio encoder that ranks candidates when the weights folder has a `clap/` folder (export/audioldm/clap.py)."""
 from __future__ import annotations
 
 import logging
@@ -11,6 +12,7 @@ from musicgen.audioldm.tokenizer import RobertaBPETokenizer
 from musicgen_client import interface as api
 
 from ..serving import Serving, export_components, stage_asset_folders, write_stage
+from . import clap
 from .components import COMPONENTS
 
 logger = logging.getLogger(__name__)
@@ -44,13 +46,24 @@ def write_text2music_assets(weights: Path, repository: Path, serving: Serving) -
 def build_preset(preset: str, weights_root: Path) -> Path:
     from .presets import PRESETS, build_random_pipeline
 
-    return build_random_pipeline(PRESETS[preset], Path(weights_root) / f"audioldm-{preset}")
+    weights = build_random_pipeline(PRESETS[preset], Path(weights_root) / f"audioldm-{preset}")
+    if preset == "tiny":  # the tests' ranker; real-size CLAP weights are brought as clap/ (README)
+        clap.build_tiny_clap(weights)
+    return weights
 
 
 def export_family(weights: Path, repository: Path, serving: Serving) -> None:
     weights = Path(weights).resolve()
     check_weights_folder(weights)
-    export_components("audioldm", COMPONENTS, weights, repository, serving)
+    with_clap = clap.has_clap(weights)
+    if not with_clap:
+        logger.info("no %s/ folder in %s: %s not exported, candidates will not be ranked", clap.CLAP_DIR, weights,
+                    api.AUDIOLDM_CLAP_AUDIO)
+        shutil.rmtree(Path(repository) / api.AUDIOLDM_CLAP_AUDIO, ignore_errors=True)  # a stale one would rank
+    components = {name: c for name, c in COMPONENTS.items() if with_clap or name != api.AUDIOLDM_CLAP_AUDIO}
+    export_components("audioldm", components, weights, repository, serving)
+    if with_clap:
+        clap.copy_feature_config(weights, Path(repository) / api.AUDIOLDM_CLAP_AUDIO / "1")
     write_text2music_assets(weights, repository, serving)
     if serving.precisions:  # needs the whole fp32 pipeline in place: calibration and fidelity run through it
         from .precision import write_precision_variants

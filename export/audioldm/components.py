@@ -17,7 +17,7 @@ import paddle.nn.functional as F
 from musicgen_client import interface as api
 
 from ..core import Component
-from . import patches
+from . import clap, patches
 
 
 class TextEncoder(paddle.nn.Layer):
@@ -134,4 +134,5 @@ COMPONENTS = {
     ),
     api.AUDIOLDM_VAE_DECODER: Component(api.COMPONENTS_BY_NAME[api.AUDIOLDM_VAE_DECODER], _load_vae, _sample_vae, 1e-4),
     api.AUDIOLDM_VOCODER: Component(api.COMPONENTS_BY_NAME[api.AUDIOLDM_VOCODER], _load_vocoder, _sample_vocoder, 1e-4),
+    api.AUDIOLDM_CLAP_AUDIO: clap.COMPONENT,  # only when the weights have a clap/ folder (export_family)
 }

@@ -1,11 +1,11 @@
-"""text2music: prompt (+ options) → 16 kHz waveform, from the AudioLDM graphs, with in-flight batching; delivered
-as raw samples or an encoded file (musicgen.delivery, off the engine's thread).
+"""text2music: prompt (+ options) → 16 kHz waveforms, from the AudioLDM graphs, with in-flight batching; delivered
+as raw samples or encoded files (musicgen.delivery, off the engine's thread).
 
 A thin adapter: request parsing and validation live in musicgen.protocol, the batching engine in
-musicgen.audioldm.engine. `execute` only validates and enqueues; the engine thread runs every request in
-flight together and answers each when its waveform is ready (or it was cancelled, or failed).
-The same code serves `text2music_stream`, whose config is decoupled: it streams a progress response per
-denoising step before the result.
+musicgen.audioldm.engine, candidate ranking and its response tensors in musicgen.audioldm.ranking. `execute` only
+validates and enqueues; the engine thread runs every request in flight together and answers each when its
+waveforms are ready (or it was cancelled, or failed). The same code serves `text2music_stream`, whose config is
+decoupled: it streams a progress response per denoising step before the result.
 """
 import json
 import threading
@@ -16,6 +16,7 @@ import numpy as np
 from musicgen import triton_glue
 from musicgen.audioldm.engine import EngineLimits, Job
 from musicgen.audioldm.pipeline import AudioLDMRecipe
+from musicgen.audioldm.ranking import has_audio_encoder, response_outputs
 from musicgen.delivery import Delivery
 from musicgen.params import TEXT2MUSIC_PARAMETERS, read_parameters
 from musicgen.protocol import cancellation_probe, parse_text_to_music
@@ -28,11 +29,14 @@ class TritonPythonModel:
         model_config = json.loads(args["model_config"])
         params = read_parameters(model_config, TEXT2MUSIC_PARAMETERS)
         self.decoupled = triton_glue.is_decoupled(model_config)
-        run_stage = open_stage_graphs(params, Path(args["model_repository"]).parent,
-                                      [c.name for c in api.AUDIOLDM_COMPONENTS], triton_glue.bls_stage,
+        repository = Path(args["model_repository"]).parent
+        graphs = [c.name for c in api.AUDIOLDM_COMPONENTS]
+        graphs += [api.AUDIOLDM_CLAP_AUDIO] if has_audio_encoder(repository) else []
+        run_stage = open_stage_graphs(params, repository, graphs, triton_glue.bls_stage,
                                       triton_glue.instance_device(args))
         limits = EngineLimits(**{k: params[k] for k in EngineLimits.__dataclass_fields__})
-        self.recipe = AudioLDMRecipe(Path(args["model_repository"]) / args["model_version"], run_stage, limits)
+        self.recipe = AudioLDMRecipe(Path(args["model_repository"]) / args["model_version"], run_stage, limits,
+                                     repository=repository)
         if params["cuda_graphs"]:  # capture each batch size's graphs now, not under the first clients
             lengths = [float(length) for length in params["capture_lengths"].split(",")]
             self.recipe.warm_up(min(limits.max_active, limits.max_batch_requests), lengths)
@@ -51,9 +55,14 @@ class TritonPythonModel:
                                      self.recipe.config.min_audio_length_in_s)
         outputs = {api.SEED: np.array([parsed.options.seed], dtype=np.int64),
                    api.SAMPLING_RATE: np.array([self.recipe.config.sampling_rate], dtype=np.int32)}
+        ranker = self.recipe.engine.ranker
+        deliver = self.delivery.finisher(outputs, parsed.encoding, respond)
+
+        def finish(result, error):
+            deliver(None if error else response_outputs(result, parsed.options, ranker), error)
+
         self.recipe.engine.submit(Job(
-            parsed.prompt, parsed.options,
-            finish=self.delivery.finisher(outputs, parsed.encoding, respond),
+            parsed.prompt, parsed.options, finish,
             keep_going=cancellation_probe(respond.keep_going),
             progress=(lambda step, total: respond.progress(api.DENOISE, step, total)) if self.decoupled else None))
 

@@ -8,11 +8,15 @@ One engine owns the denoising loop of all the requests it holds. Each `step()` o
 3. runs ONE UNet call per latent shape with a row per request (two with guidance) and a timestep per row, so
    a request that arrives later, or asks for other steps, guidance or negative prompt, joins the running
    batch; requests of different lengths (latent heights) make progress in separate calls of the same step;
-4. decodes the requests that finished denoising, batched by shape (VAE decoder, then vocoder).
+4. decodes the requests that finished denoising, batched by shape (VAE decoder, then vocoder), and, with a
+   ranker, scores every candidate against its prompt and orders them best first (musicgen.audioldm.ranking).
 
-A request's rows never mix with another's: its own seeded noise, scheduler and guidance scale, so its
-waveform is the one it gets alone (the graphs compute rows independently). Nothing here imports Triton: the
-served model drives `run_forever()` in a thread and the in-process pipeline drives `step()` itself.
+A request of k candidates (`num_waveforms_per_prompt`) is k latent rows of the same loop (2k with guidance)
+sharing its prompt's embedding, drawn from its seed as ONE noise tensor [k, C, H, W], as ppdiffusers'
+AudioLDMPipeline draws them. A request's rows never mix with another's: its own seeded noise, scheduler and
+guidance scale, so its waveforms are the ones it gets alone (the graphs compute rows independently). Nothing
+here imports Triton: the served model drives `run_forever()` in a thread and the in-process pipeline drives
+`step()` itself.
 """
 from __future__ import annotations
 
@@ -36,6 +40,27 @@ StageRunner = Callable[[str, Dict[str, np.ndarray]], List[np.ndarray]]
 Progress = Callable[[int, int], None]  # (steps done, total)
 
 
+@dataclass(frozen=True)
+class Candidates:
+    """What a request gets back: its waveforms, best first when they were ranked."""
+
+    audio: np.ndarray  # [k, samples]
+    scores: Optional[np.ndarray] = None  # [k] CLAP cosine similarities to the prompt, descending; None: not ranked
+
+
+class Ranker:
+    """Orders candidates (musicgen.audioldm.ranking.ClapRanker); this base, ranking off, leaves them as drawn."""
+
+    #: What the response says about ranking: why it is off, or how candidates were ordered.
+    description = "off: no CLAP audio encoder in the repository"
+
+    def scores(self, waveforms: Sequence[np.ndarray], text_embeds: np.ndarray,
+               seeds: Sequence[tuple]) -> Optional[np.ndarray]:
+        """n waveforms (of any lengths), their prompts' [n, dim] normalised CLAP text embeddings and a seed per
+        waveform (for any random choice, e.g. a crop: (request seed, candidate index)) → [n] scores."""
+        return None
+
+
 def run_component(run_stage: StageRunner, name: str, feeds: Dict[str, np.ndarray]) -> np.ndarray:
     """Call one component with its interface's input names; return its single output."""
     spec = api.COMPONENTS_BY_NAME[name]
@@ -50,13 +75,14 @@ class Job:
 
     prompt: str
     options: AudioOptions
-    finish: Callable[[Optional[np.ndarray], Optional[BaseException]], None]  # (waveform, None) or (None, error)
+    finish: Callable[[Optional[Candidates], Optional[BaseException]], None]  # (result, None) or (None, error)
     keep_going: Callable[[], bool] = lambda: True
     progress: Optional[Progress] = None
     # Set by the engine.
     frames: int = 0
     samples: int = 0
-    embeds: Optional[np.ndarray] = None  # [negative; prompt] rows with guidance, else [prompt]
+    text_embeds: Optional[np.ndarray] = None  # [1, dim] the prompt's normalised CLAP embedding
+    embeds: Optional[np.ndarray] = None  # [negative × k; prompt × k] rows with guidance, else [prompt × k]
     scheduler: object = None
     timesteps: Sequence = ()
     step_index: int = 0
@@ -66,6 +92,15 @@ class Job:
     @property
     def guided(self) -> bool:
         return self.options.guidance_scale > 1.0
+
+    @property
+    def candidates(self) -> int:
+        return self.options.candidates
+
+    @property
+    def rows(self) -> int:
+        """UNet rows per step: a row per candidate, twice that with guidance."""
+        return self.candidates * (2 if self.guided else 1)
 
     @property
     def denoised(self) -> bool:
@@ -139,8 +174,10 @@ class AudioLDMEngine:
 
     def __init__(self, config: AudioLDMConfig, tokenizer, new_scheduler: Callable[[], object],
                  initial_noise: Callable[[Sequence[int], int], np.ndarray], run_stage: StageRunner,
-                 limits: EngineLimits = EngineLimits(), observer: EngineObserver = EngineObserver()):
+                 limits: EngineLimits = EngineLimits(), observer: EngineObserver = EngineObserver(),
+                 ranker: Ranker = Ranker()):
         self.config = config
+        self.ranker = ranker
         self.observer = observer
         self.tokenizer = tokenizer
         self.new_scheduler = new_scheduler
@@ -236,12 +273,12 @@ class AudioLDMEngine:
             for job in jobs:
                 self._finish(job, error=exc)
 
-    def _finish(self, job: Job, audio: Optional[np.ndarray] = None, error: Optional[BaseException] = None) -> None:
+    def _finish(self, job: Job, result: Optional[Candidates] = None, error: Optional[BaseException] = None) -> None:
         if job in self._active:
             self._active.remove(job)
         outcome = "success" if error is None else "bad_output" if isinstance(error, BadOutputError) else status_of(error)
         self.observer.finished(outcome, time.monotonic() - job.enqueued_at)
-        job.finish(audio, error)
+        job.finish(result, error)
 
     def _call(self, name: str, requests: int, feeds: Dict[str, np.ndarray]) -> np.ndarray:
         start = time.monotonic()
@@ -267,9 +304,12 @@ class AudioLDMEngine:
                 texts.append((job.options.negative_prompt or "", self.config.text_embed_dim))
         embeddings = self.encode_texts(texts)
         for job in jobs:
-            cond = embeddings[(job.prompt, self.tokenizer.model_max_length)]
-            job.embeds = (np.concatenate([embeddings[(job.options.negative_prompt or "", self.config.text_embed_dim)],
-                                          cond]) if job.guided else cond)
+            job.text_embeds = embeddings[(job.prompt, self.tokenizer.model_max_length)]
+            # As ppdiffusers: each embedding repeated per candidate, the negative ones first.
+            rows = [job.text_embeds]
+            if job.guided:
+                rows.insert(0, embeddings[(job.options.negative_prompt or "", self.config.text_embed_dim)])
+            job.embeds = np.concatenate([np.repeat(row, job.candidates, axis=0) for row in rows])
             self._prepare_latents(job)
 
     def encode_texts(self, keys: Sequence[tuple]) -> Dict[tuple, np.ndarray]:
@@ -298,7 +338,7 @@ class AudioLDMEngine:
         job.scheduler = self.new_scheduler()
         job.scheduler.set_timesteps(job.options.num_inference_steps)
         job.timesteps = list(job.scheduler.timesteps)
-        shape = [1, c.latent_channels, job.frames // c.vae_scale_factor, c.mel_bins // c.vae_scale_factor]
+        shape = [job.candidates, c.latent_channels, job.frames // c.vae_scale_factor, c.mel_bins // c.vae_scale_factor]
         job.latents = self.initial_noise(shape, job.options.seed) * np.float32(job.scheduler.init_noise_sigma)
 
     # ---- 3. one denoising step for a batch of requests of one shape ---------------------------------------
@@ -317,16 +357,15 @@ class AudioLDMEngine:
         })
         start = 0
         for job in jobs:
-            rows = 2 if job.guided else 1
-            pred = noise[start:start + rows]
-            start += rows
+            pred = noise[start:start + job.rows]
+            start += job.rows
             try:
                 check_finite(api.AUDIOLDM_UNET, pred, f" at step {job.step_index + 1} of {len(job.timesteps)}")
             except BadOutputError as exc:
                 self._finish(job, error=exc)
                 continue
             if job.guided:
-                uncond, cond = pred[:1], pred[1:]
+                uncond, cond = pred[:job.candidates], pred[job.candidates:]
                 pred = uncond + np.float32(job.options.guidance_scale) * (cond - uncond)
             t = job.timesteps[job.step_index]
             job.latents = job.scheduler.step(pred, t, job.latents)
@@ -340,16 +379,42 @@ class AudioLDMEngine:
         mel = self._call(api.AUDIOLDM_VAE_DECODER, len(jobs), {"latents": latents})
         check_finite(api.AUDIOLDM_VAE_DECODER, mel)
         waveforms = self._call(api.AUDIOLDM_VOCODER, len(jobs), {"mel_spectrogram": mel})
-        for job, waveform in zip(jobs, waveforms):
-            audio = np.ascontiguousarray(waveform[:job.samples], dtype=np.float32)
+        good, start = [], 0
+        for job in jobs:
+            audio = np.ascontiguousarray(waveforms[start:start + job.candidates, :job.samples], dtype=np.float32)
+            start += job.candidates
             try:
                 check_finite(api.AUDIOLDM_VOCODER, audio)
-                if not audio.any():
-                    raise BadOutputError(api.AUDIOLDM_VOCODER, "produced silence (every sample is 0)")
+                silent = int((~audio.any(axis=1)).sum())
+                if silent:
+                    raise BadOutputError(api.AUDIOLDM_VOCODER,
+                                         f"produced silence (every sample is 0) in {silent} of {job.candidates} waveforms")
             except BadOutputError as exc:
                 self._finish(job, error=exc)
                 continue
-            self._finish(job, audio=audio)
+            good.append((job, audio))
+        if good:
+            for (job, _), result in zip(good, self._rank(good)):
+                self._finish(job, result=result)
+
+    # ---- 5. candidates → best first ------------------------------------------------------------------
+    def _rank(self, decoded: List[tuple]) -> List[Candidates]:
+        """(job, [k, samples] waveforms) → each job's candidates best first, every waveform scored in one ranker
+        call (lengths may differ: one latent shape covers lengths up to a mel frame apart)."""
+        text = np.concatenate([np.repeat(job.text_embeds, job.candidates, axis=0) for job, _ in decoded])
+        seeds = [(job.options.seed, i) for job, _ in decoded for i in range(job.candidates)]
+        start = time.monotonic()
+        scores = self.ranker.scores([row for _, audio in decoded for row in audio], text, seeds)
+        if scores is None:
+            return [Candidates(audio) for _, audio in decoded]
+        self.observer.batch("ranking", len(decoded), time.monotonic() - start)
+        results, at = [], 0
+        for _, audio in decoded:
+            mine = scores[at:at + len(audio)]
+            at += len(audio)
+            order = np.argsort(-mine, kind="stable")  # best first; ties keep the drawn order
+            results.append(Candidates(audio[order], mine[order].astype(np.float32)))
+        return results
 
 
 def _by_shape(jobs: List[Job], max_batch: int) -> List[List[Job]]:

@@ -1,8 +1,8 @@
 """In-flight batching and unpadded text encoding over the real exported graphs change no result.
 
-A request's waveform is the same whether it ran alone or among 8 others of other prompts, seeds, lengths,
-steps, guidance scales and negative prompts; prompts encoded on their real token length give the embeddings
-the pipeline's 512-token padding gives.
+A request's waveforms (and their CLAP ranking) are the same whether it ran alone or among 9 others of other prompts,
+seeds, lengths, steps, guidance scales, negative prompts and numbers of candidates; prompts encoded on their real
+token length give the embeddings the pipeline's 512-token padding gives.
 """
 import numpy as np
 import pytest
@@ -26,26 +26,32 @@ REQUESTS = [
     ("jazz", AudioOptions(num_inference_steps=2, audio_length_in_s=1.0, guidance_scale=2.5, seed=7)),
     ("a choir", AudioOptions(negative_prompt="", num_inference_steps=4, audio_length_in_s=1.27,
                              guidance_scale=2.5, seed=8)),
+    ("a calm piano melody", AudioOptions(negative_prompt="hiss", num_inference_steps=4, audio_length_in_s=1.0,
+                                         guidance_scale=2.5, seed=9, num_waveforms_per_prompt=3)),
+    ("jazz", AudioOptions(num_inference_steps=3, audio_length_in_s=0.5, guidance_scale=1.0, seed=10,
+                          num_waveforms_per_prompt=2)),
 ]
 
 
 @pytest.fixture(scope="module")
 def recipe(model_repository):
-    run_stage = local_stage_runner(model_repository, [c.name for c in api.AUDIOLDM_COMPONENTS], RuntimeOptions())
-    return AudioLDMRecipe(model_repository / api.TEXT2MUSIC / "1", run_stage)
+    names = [c.name for c in api.AUDIOLDM_COMPONENTS] + [api.AUDIOLDM_CLAP_AUDIO]
+    run_stage = local_stage_runner(model_repository, names, RuntimeOptions())
+    return AudioLDMRecipe(model_repository / api.TEXT2MUSIC / "1", run_stage, repository=model_repository)
 
 
 def rel(a, b):
     return float(np.abs(a - b).max() / np.abs(b).max())
 
 
-def test_eight_requests_batched_equal_each_alone(recipe):
+def test_ten_requests_batched_equal_each_alone(recipe):
     together = recipe.generate(REQUESTS)
-    for (prompt, options), audio in zip(REQUESTS, together):
+    for (prompt, options), result in zip(REQUESTS, together):
         recipe.engine.cache.clear()  # alone means alone: no embedding from the batched run either
-        expected = recipe(prompt, options)
-        assert audio.shape == expected.shape
-        assert rel(audio, expected) <= TOLERANCE, (prompt, options)
+        (expected,) = recipe.generate([(prompt, options)])
+        assert result.audio.shape == expected.audio.shape == (options.candidates, options.audio_length_in_s * 16000)
+        assert rel(result.audio, expected.audio) <= TOLERANCE, (prompt, options)
+        np.testing.assert_allclose(result.scores, expected.scores, rtol=0, atol=1e-5)
 
 
 def test_unpadded_prompt_embeddings_equal_the_padded_ones(recipe):
@@ -66,7 +72,8 @@ def test_unpadded_prompt_embeddings_equal_the_padded_ones(recipe):
 
 
 def test_the_pipeline_runs_without_paddle(model_repository):
-    """A whole request over the ONNX graphs in a fresh process: paddle, ppdiffusers and paddlenlp never load."""
+    """A whole request of two ranked candidates over the ONNX graphs in a fresh process: paddle, ppdiffusers and
+    paddlenlp never load."""
     import json
     import subprocess
     import sys
@@ -76,12 +83,14 @@ import json, sys
 from musicgen.audioldm.pipeline import AudioLDMRecipe
 from musicgen.protocol import AudioOptions
 from musicgen.runtime import RuntimeOptions, local_stage_runner
-names = {[c.name for c in api.AUDIOLDM_COMPONENTS]!r}
+names = {[c.name for c in api.AUDIOLDM_COMPONENTS] + [api.AUDIOLDM_CLAP_AUDIO]!r}
 repo = {str(model_repository)!r}
-recipe = AudioLDMRecipe(repo + "/text2music/1", local_stage_runner(repo, names, RuntimeOptions()))
-audio = recipe("a calm piano melody", AudioOptions(num_inference_steps=2, audio_length_in_s=0.5, seed=1))
-print(json.dumps({{"modules": sorted({{m.split('.')[0] for m in sys.modules}}), "samples": int(audio.size)}}))
+recipe = AudioLDMRecipe(repo + "/text2music/1", local_stage_runner(repo, names, RuntimeOptions()), repository=repo)
+(result,) = recipe.generate([("a calm piano melody", AudioOptions(num_inference_steps=2, audio_length_in_s=0.5, seed=1,
+                                                                  num_waveforms_per_prompt=2))])
+print(json.dumps({{"modules": sorted({{m.split('.')[0] for m in sys.modules}}), "shape": list(result.audio.shape),
+                  "scores": len(result.scores)}}))
 """
     out = json.loads(subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True).stdout)
-    assert out["samples"] == 8000
+    assert out["shape"] == [2, 8000] and out["scores"] == 2
     assert not {"paddle", "ppdiffusers", "paddlenlp"} & set(out["modules"])

@@ -9,7 +9,7 @@ from cases import arrays_of  # tests/cases.py
 from musicgen.delivery import Delivery, delivered_outputs
 from musicgen.protocol import InvalidRequestError, parse_image_to_music, parse_text_to_music, status_of
 from musicgen_client import interface as api
-from musicgen_client.audio_encoding import AudioEncoding, decode, encode
+from musicgen_client.audio_encoding import AudioEncoding, decode, encode, resampled_length
 
 RATE = 16000
 
@@ -90,14 +90,14 @@ def test_delivery_answers_defaults_at_once_and_encodes_elsewhere():
 
     outputs = model_outputs()
     seed_and_rate = {k: v for k, v in outputs.items() if k != api.AUDIO}
-    delivery.finisher(seed_and_rate, AudioEncoding(), respond)(outputs[api.AUDIO], None)
+    delivery.finisher(seed_and_rate, AudioEncoding(), respond)({api.AUDIO: outputs[api.AUDIO]}, None)
     assert answers[-1][0] == threading.current_thread().name and answers[-1][1][api.AUDIO] is outputs[api.AUDIO]
     failure = RuntimeError("stage audioldm_unet failed")
     delivery.finisher(seed_and_rate, AudioEncoding("wav"), respond)(None, failure)
     assert answers[-1][2] is failure
 
     done.clear()
-    delivery.finisher(seed_and_rate, AudioEncoding("wav"), respond)(outputs[api.AUDIO], None)
+    delivery.finisher(seed_and_rate, AudioEncoding("wav"), respond)({api.AUDIO: outputs[api.AUDIO]}, None)
     assert done.wait(10)
     thread, delivered, error = answers[-1]
     assert thread.startswith("audio-delivery") and error is None
@@ -106,7 +106,19 @@ def test_delivery_answers_defaults_at_once_and_encodes_elsewhere():
     done.clear()
     broken = outputs[api.AUDIO].copy()
     broken[3] = np.nan
-    delivery.finisher(seed_and_rate, AudioEncoding("wav"), respond)(broken, None)  # never reaches a client as audio
+    delivery.finisher(seed_and_rate, AudioEncoding("wav"), respond)({api.AUDIO: broken}, None)  # never reaches a client as audio
     assert done.wait(10)
     assert answers[-1][1] is None and "non-finite" in str(answers[-1][2])
     delivery.close()
+
+
+def test_candidates_are_delivered_one_file_each_in_their_order():
+    outputs = model_outputs()
+    candidates = np.stack([outputs[api.AUDIO], 0.5 * outputs[api.AUDIO]])
+    scores = np.array([0.9, 0.1], np.float32)
+    delivered = delivered_outputs({**outputs, api.AUDIO: candidates, api.SCORES: scores}, AudioEncoding("flac"))
+    assert [decode(f)[0].shape for f in delivered[api.AUDIO_FILE]] == [outputs[api.AUDIO].shape] * 2
+    assert np.abs(decode(delivered[api.AUDIO_FILE][1])[0]).max() < np.abs(decode(delivered[api.AUDIO_FILE][0])[0]).max()
+    assert delivered[api.SCORES] is scores and api.AUDIO not in delivered
+    resampled = delivered_outputs({**outputs, api.AUDIO: candidates}, AudioEncoding(output_sampling_rate=48000))
+    assert resampled[api.AUDIO].shape == (2, resampled_length(candidates.shape[1], RATE, 48000))

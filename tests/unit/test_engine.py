@@ -79,17 +79,20 @@ def noise(shape, seed):
     return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
 
 
-def make_engine(stages=None, **limits):
-    return AudioLDMEngine(CONFIG, FakeTokenizer(), FakeScheduler, noise, stages or FakeStages(), EngineLimits(**limits))
+def make_engine(stages=None, ranker=None, **limits):
+    return AudioLDMEngine(CONFIG, FakeTokenizer(), FakeScheduler, noise, stages or FakeStages(), EngineLimits(**limits),
+                          **({"ranker": ranker} if ranker else {}))
 
 
 class Collector:
     def __init__(self):
         self.results = {}
+        self.scores = {}
 
     def job(self, name, prompt, options, **kwargs):
-        def finish(audio, error):
-            self.results[name] = error if error is not None else audio
+        def finish(result, error):
+            self.results[name] = error if error is not None else result.audio  # [candidates, samples]
+            self.scores[name] = None if error is not None else result.scores
         return Job(prompt, options, finish, **kwargs)
 
 
@@ -104,12 +107,18 @@ REQUESTS = {
                                      guidance_scale=4.0, seed=2)),
     "c": ("violin", AudioOptions(num_inference_steps=2, audio_length_in_s=0.8, guidance_scale=1.0, seed=3)),
     "d": ("calm piano", AudioOptions(num_inference_steps=3, audio_length_in_s=0.4, guidance_scale=2.5, seed=4)),
+    # Candidates: 3 guided rows pairs sharing a's shape, 2 unguided of c's.
+    "k3": ("soft strings", AudioOptions(negative_prompt="hiss", num_inference_steps=4, audio_length_in_s=0.4,
+                                        guidance_scale=3.0, seed=5, num_waveforms_per_prompt=3)),
+    "k2": ("violin", AudioOptions(num_inference_steps=2, audio_length_in_s=0.8, guidance_scale=1.0, seed=3,
+                                  num_waveforms_per_prompt=2)),
 }
+SINGLE = ["a", "b", "c", "d"]
 
 
-def alone(name):
+def alone(name, ranker=None):
     collector = Collector()
-    engine = make_engine()
+    engine = make_engine(ranker=ranker)
     engine.submit(collector.job(name, *REQUESTS[name]))
     run(engine)
     return collector.results[name]
@@ -125,14 +134,14 @@ def test_batched_waveforms_equal_alone_ones_exactly():
         expected = alone(name)
         assert collector.results[name].shape == expected.shape
         np.testing.assert_array_equal(collector.results[name], expected)
-    assert collector.results["c"].shape == (80,)  # 0.8 s at 100 Hz, trimmed
+    assert collector.results["c"].shape == (1, 80)  # one candidate of 0.8 s at 100 Hz, trimmed
 
 
 def test_one_unet_call_per_step_and_shape_with_a_timestep_per_row():
     stages, collector = FakeStages(), Collector()
     engine = make_engine(stages)
-    for name, (prompt, options) in REQUESTS.items():
-        engine.submit(collector.job(name, prompt, options))
+    for name in SINGLE:
+        engine.submit(collector.job(name, *REQUESTS[name]))
     engine.step()
     first = stages.batches(api.AUDIOLDM_UNET)
     # Two shapes in flight (0.4 s and 0.8 s): two calls; a, b, d share one with 2 guided rows each.
@@ -295,3 +304,92 @@ def test_the_serving_loop_survives_a_failing_cancellation_check():
     assert "is_cancelled failed" in str(served.submit("a", keep_going=broken_keep_going))
     np.testing.assert_array_equal(served.submit("b"), alone("b"))
     served.stop()
+
+
+# ---- candidates (num_waveforms_per_prompt) and their ranking --------------------------------------------------
+def test_candidates_are_rows_of_one_loop_drawn_as_one_noise_tensor():
+    stages, collector = FakeStages(), Collector()
+    engine = make_engine(stages)
+    engine.submit(collector.job("k3", *REQUESTS["k3"]))
+    engine.step()
+    (first,) = stages.batches(api.AUDIOLDM_UNET)
+    # ppdiffusers: latents = randn([k, C, H, W]) × sigma, then [latents; latents] for guidance.
+    latents = noise([3, CONFIG.latent_channels, 2, CONFIG.mel_bins // CONFIG.vae_scale_factor], 5) * np.float32(1.5)
+    expected = FakeScheduler().scale_model_input(np.concatenate([latents, latents]), 30)
+    np.testing.assert_array_equal(first["sample"], expected)
+    labels = first["class_labels"]  # [negative × 3; prompt × 3]: the embedding shared, not re-encoded per row
+    assert len(np.unique(labels[:3], axis=0)) == len(np.unique(labels[3:], axis=0)) == 1
+    assert not np.array_equal(labels[0], labels[3])
+    assert stages.batches(api.AUDIOLDM_TEXT_ENCODER)[0]["input_ids"].shape[0] == 2
+    run(engine)
+    audio = collector.results["k3"]
+    assert audio.shape == (3, 40) and len(np.unique(audio, axis=0)) == 3  # three different waveforms
+    assert collector.scores["k3"] is None  # no ranker: unranked, in drawn order
+
+
+class FakeRanker:
+    """Scores a waveform by its mean; records what it was given."""
+
+    description = "fake"
+
+    def __init__(self):
+        self.calls = []
+
+    def scores(self, waveforms, text_embeds, seeds):
+        self.calls.append(([len(w) for w in waveforms], text_embeds.shape, list(seeds)))
+        return np.array([w.mean() for w in waveforms]) + 0 * text_embeds[:, 0]
+
+
+def test_candidates_come_back_best_first_with_their_scores():
+    ranker, collector = FakeRanker(), Collector()
+    engine = make_engine(ranker=ranker)
+    engine.submit(collector.job("k3", *REQUESTS["k3"]))
+    run(engine)
+    unranked = alone("k3")
+    audio, scores = collector.results["k3"], collector.scores["k3"]
+    order = np.argsort(-unranked.mean(1))
+    np.testing.assert_array_equal(audio, unranked[order])
+    np.testing.assert_array_equal(scores, unranked.mean(1)[order].astype(np.float32))
+    assert scores.dtype == np.float32 and list(scores) == sorted(scores, reverse=True)
+    assert ranker.calls == [([40, 40, 40], (3, CONFIG.text_embed_dim), [(5, 0), (5, 1), (5, 2)])]
+
+
+def test_ranked_candidates_equal_alone_in_a_batch_with_one_ranker_call_per_decode():
+    ranker, collector = FakeRanker(), Collector()
+    engine = make_engine(ranker=ranker)
+    for name in ("a", "k3", "d", "k2"):
+        engine.submit(collector.job(name, *REQUESTS[name]))
+    run(engine)
+    for name in ("a", "k3", "d", "k2"):
+        solo = Collector()
+        solo_engine = make_engine(ranker=FakeRanker())
+        solo_engine.submit(solo.job(name, *REQUESTS[name]))
+        run(solo_engine)
+        np.testing.assert_array_equal(collector.results[name], solo.results[name])
+        np.testing.assert_array_equal(collector.scores[name], solo.scores[name])
+    assert collector.results["k2"].shape == (2, 80) and collector.results["a"].shape == (1, 40)
+    # One ranker call per decoded batch: k2 after its 2 steps, a and d together after 3, k3 after 4.
+    assert [call[2] for call in ranker.calls] == [[(3, 0), (3, 1)], [(1, 0), (4, 0)], [(5, 0), (5, 1), (5, 2)]]
+
+
+def test_silence_in_one_candidate_fails_the_request_naming_how_many():
+    stages, collector = FakeStages(), Collector()
+    stages.silent = True
+    engine = make_engine(stages)
+    engine.submit(collector.job("k3", *REQUESTS["k3"]))
+    run(engine)
+    assert "produced silence (every sample is 0) in 3 of 3 waveforms" in str(collector.results["k3"])
+
+
+def test_requests_of_one_latent_shape_and_other_lengths_are_ranked_together():
+    """0.4 s and 0.35 s make the same mel frames (the latter rounds up to the VAE's multiple) but keep 40 and 35
+    samples."""
+    ranker, collector = FakeRanker(), Collector()
+    engine = make_engine(ranker=ranker)
+    shorter = AudioOptions(num_inference_steps=3, audio_length_in_s=0.35, guidance_scale=2.5, seed=6,
+                           num_waveforms_per_prompt=2)
+    engine.submit(collector.job("a", *REQUESTS["a"]))
+    engine.submit(collector.job("shorter", "calm piano", shorter))
+    run(engine)
+    assert collector.results["a"].shape == (1, 40) and collector.results["shorter"].shape == (2, 35)
+    assert [call[0] for call in ranker.calls] == [[40, 35, 35]]

@@ -5,7 +5,8 @@ import subprocess
 import sys
 
 LIGHT_MODULES = ["musicgen.audioldm.noise", "musicgen.audioldm.schedulers", "musicgen.audioldm.tokenizer",
-                 "musicgen.audioldm.engine", "musicgen.audioldm.pipeline", "musicgen.protocol", "musicgen.params",
+                 "musicgen.audioldm.engine", "musicgen.audioldm.pipeline", "musicgen.audioldm.ranking",
+                 "musicgen.audioldm.clap_features", "musicgen.protocol", "musicgen.params",
                  "musicgen.runtime"]
 HEAVY = {"paddle", "ppdiffusers", "paddlenlp"}
 

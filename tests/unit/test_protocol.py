@@ -25,6 +25,7 @@ def test_defaults_and_fresh_seed():
     assert parsed.options.audio_length_in_s == defaults.audio_length_in_s == 5.0
     assert parsed.options.guidance_scale == 2.5
     assert parsed.options.negative_prompt is None
+    assert parsed.options.num_waveforms_per_prompt is None and parsed.options.candidates == 1  # not asked: flat audio
     seeds = {parse_text_to_music(req()).options.seed for _ in range(5)}
     assert len(seeds) == 5 and all(0 <= s <= api.SEED_RANGE.maximum for s in seeds)
 
@@ -36,10 +37,11 @@ def test_explicit_values_pass_through():
         audio_length_in_s=np.array([2.5], dtype=np.float32),
         guidance_scale=np.array([1.0], dtype=np.float32),
         seed=np.array([2**63 - 1], dtype=np.int64),
+        num_waveforms_per_prompt=np.array([8], dtype=np.int32),
     ))
     o = parsed.options
-    assert (o.negative_prompt, o.num_inference_steps, o.audio_length_in_s, o.guidance_scale, o.seed) == (
-        "low quality", 7, 2.5, 1.0, 2**63 - 1)
+    assert (o.negative_prompt, o.num_inference_steps, o.audio_length_in_s, o.guidance_scale, o.seed,
+            o.num_waveforms_per_prompt, o.candidates) == ("low quality", 7, 2.5, 1.0, 2**63 - 1, 8, 8)
 
 
 @pytest.mark.parametrize("field,value,expected", [
@@ -50,6 +52,9 @@ def test_explicit_values_pass_through():
     (api.AUDIO_LENGTH_IN_S, np.array([61.0], dtype=np.float32), "allowed 0.0 to 60.0"),
     (api.GUIDANCE_SCALE, np.array([-1.0], dtype=np.float32), "guidance_scale: -1.0 is out of range"),
     (api.SEED, np.array([-5], dtype=np.int64), "seed: -5 is out of range"),
+    (api.NUM_WAVEFORMS_PER_PROMPT, np.array([0], dtype=np.int32), "num_waveforms_per_prompt: 0 is out of range: allowed 1 to 8"),
+    (api.NUM_WAVEFORMS_PER_PROMPT, np.array([9], dtype=np.int32), "num_waveforms_per_prompt: 9 is out of range"),
+    (api.NUM_WAVEFORMS_PER_PROMPT, np.array([2, 3], dtype=np.int32), "expected exactly one value"),
     (api.NUM_INFERENCE_STEPS, np.array([1, 2], dtype=np.int32), "expected exactly one value"),
     (api.NEGATIVE_PROMPT, np.array([b"\xff\xfe bad"], dtype=object), "is not valid UTF-8"),
     (api.NEGATIVE_PROMPT, np.array([b"x" * (api.MAX_PROMPT_BYTES + 1)], dtype=object), "allowed at most 4096"),

@@ -27,7 +27,7 @@ def test_orchestrator_config_matches_interface():
     assert [i.name for i in cfg.input] == [t.name for t in api.TEXT2MUSIC_INPUTS]
     assert [i.optional for i in cfg.input] == [t.optional for t in api.TEXT2MUSIC_INPUTS]
     assert cfg.input[0].data_type == model_config_pb2.TYPE_STRING
-    assert [o.name for o in cfg.output] == ["audio", "seed", "sampling_rate", "audio_file"]
+    assert [o.name for o in cfg.output] == ["audio", "seed", "sampling_rate", "scores", "ranking", "audio_file"]
 
 
 def test_component_config_parameters_round_trip(tmp_path):
