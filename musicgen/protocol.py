@@ -38,6 +38,16 @@ class CancelledError(RuntimeError):
     """The client went away; the work stopped early."""
 
 
+class DeadlineExceededError(RuntimeError):
+    """The request's own time limit (its `timeout` parameter) passed; the work stopped at the next step or token.
+    Not worth retrying as is: the same request needs the same time."""
+
+    PREFIX = "deadline exceeded"
+
+    def __init__(self, message: str):
+        super().__init__(f"{self.PREFIX}: {message}")
+
+
 class UnavailableError(RuntimeError):
     """The server cannot take this request now (busy, shutting down): 503 / UNAVAILABLE, worth a retry."""
 
@@ -47,12 +57,14 @@ class StageUnavailableError(StageError, UnavailableError):
 
 
 def status_of(exc: BaseException) -> str:
-    """The one mapping from our errors to a status: 'invalid_argument', 'cancelled', 'unavailable' or
-    'internal'."""
+    """The one mapping from our errors to a status: 'invalid_argument', 'cancelled', 'deadline_exceeded',
+    'unavailable' or 'internal'."""
     if isinstance(exc, InvalidRequestError):
         return "invalid_argument"
     if isinstance(exc, CancelledError):
         return "cancelled"
+    if isinstance(exc, DeadlineExceededError):
+        return "deadline_exceeded"
     if isinstance(exc, UnavailableError):
         return "unavailable"
     return "internal"

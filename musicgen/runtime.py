@@ -13,6 +13,7 @@ from typing import Dict, List, Sequence, Union
 
 import numpy as np
 
+from . import manifest
 from .precision import FP32, ONNX_FILE, PRECISIONS, onnx_file  # noqa: F401 - ONNX_FILE: the fp32 graph, for callers
 
 logger = logging.getLogger(__name__)
@@ -100,8 +101,19 @@ class PaddleRunner(GraphRunner):
         return [self._predictor.get_output_handle(n).copy_to_cpu() for n in self.output_names]
 
 
+def verify_graph(version_dir: Path, options: RuntimeOptions) -> None:
+    """Check the files of the graph `options` choose against the folder's manifest (musicgen.manifest)."""
+    if options.backend == "paddle":
+        files = [f"{PADDLE_DIR}/{PADDLE_PROGRAM}", f"{PADDLE_DIR}/{PADDLE_PARAMS}"]
+    else:
+        graph = onnx_file(options.precision)
+        files = [graph] + ([f"{graph}.data"] if (Path(version_dir) / f"{graph}.data").exists() else [])
+    manifest.verify(version_dir, files)
+
+
 def open_graph(version_dir: Path, options: RuntimeOptions) -> GraphRunner:
-    """Load the graph of one model version folder in the chosen format."""
+    """Load the graph of one model version folder in the chosen format (served models check it first with
+    `verify_graph`; export, which writes the manifest last, and the tests do not)."""
     version_dir = Path(version_dir)
     if options.precision not in PRECISIONS or (options.backend == "paddle" and options.precision != FP32):
         raise ValueError(f"precision {options.precision!r}: onnxruntime takes {', '.join(PRECISIONS)}, paddle {FP32}")

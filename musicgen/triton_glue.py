@@ -5,8 +5,9 @@ they call lives in modules with no Triton import.
 """
 from __future__ import annotations
 
+import json
 import logging
-from concurrent.futures import Executor
+from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
@@ -14,15 +15,37 @@ import triton_python_backend_utils as pb_utils
 
 from musicgen_client import interface as api
 
+from . import manifest
+from .admission import BoundedPool
 from .audioldm.engine import EngineObserver
-from .protocol import StageError, StageUnavailableError, status_of
+from .cancellation import CANCEL_FLAG_PARAMETER, CancelFlags, Watch, cancelling_children
+from .protocol import CancelledError, DeadlineExceededError, StageError, StageUnavailableError, status_of
 
 logger = logging.getLogger(__name__)
 
 # Status name -> TritonError code attribute. Looked up per error: the stub attaches TritonError to pb_utils
-# only after model.py has been imported.
-_ERROR_CODES = {"invalid_argument": "INVALID_ARG", "cancelled": "CANCELLED", "unavailable": "UNAVAILABLE",
-                "internal": "INTERNAL"}
+# only after model.py has been imported. Triton has no DEADLINE_EXCEEDED code: a request past its own timeout
+# is CANCELLED, its message starting "deadline exceeded".
+_ERROR_CODES = {"invalid_argument": "INVALID_ARG", "cancelled": "CANCELLED", "deadline_exceeded": "CANCELLED",
+                "unavailable": "UNAVAILABLE", "internal": "INTERNAL"}
+_FLAGS = CancelFlags()
+
+
+def watch(request) -> Watch:
+    """The request's `keep_going()`: its gRPC cancellation, its `timeout` parameter (Triton's per-request
+    timeout, µs; 0 is none) counted from now, and the cancel flag a parent request may have sent with it."""
+    timeout_us = request.timeout()
+    flag = json.loads(request.parameters() or "{}").get(CANCEL_FLAG_PARAMETER)
+    return Watch(request.is_cancelled, timeout_us / 1e6 if timeout_us else None,
+                 _FLAGS, flag if isinstance(flag, str) else None)
+
+
+def verified_version_dir(args) -> Path:
+    """This model's version folder (from `initialize`'s args), every file checked against its manifest: a
+    damaged asset fails the load naming the file (musicgen.manifest)."""
+    folder = Path(args["model_repository"]) / args["model_version"]
+    manifest.verify(folder)
+    return folder
 
 
 def read_inputs(request, names: Sequence[str]) -> Dict[str, Optional[np.ndarray]]:
@@ -78,9 +101,9 @@ def respond_later(requests, submit: Callable[[object, Respond], None]) -> None:
             respond(None, exc)
 
 
-def respond_from_pool(requests, pool: Executor, handle: Callable[[object], Dict[str, np.ndarray]]) -> None:
+def respond_from_pool(requests, pool: BoundedPool, handle: Callable[[object], Dict[str, np.ndarray]]) -> None:
     """Run each request's `handle(request) -> outputs` on a worker of `pool` and answer it from there: one
-    model instance works on as many requests at once as the pool has workers."""
+    model instance works on as many requests at once as the pool has workers; a full pool answers 503."""
     def submit(request, respond: Respond) -> None:
         def run() -> None:
             try:
@@ -98,16 +121,31 @@ def respond_from_pool(requests, pool: Executor, handle: Callable[[object], Dict[
 _DOWN = ("is not healthy", "is not ready", "unavailable", "no version is available")
 
 
-def bls_call(model: str, inputs: Dict[str, np.ndarray], output_names: Sequence[str]) -> Dict[str, np.ndarray]:
-    """Run another served model from inside this one; its error becomes a StageError naming it."""
-    request = pb_utils.InferenceRequest(
-        model_name=model,
-        inputs=[pb_utils.Tensor(k, np.ascontiguousarray(v)) for k, v in inputs.items()],
-        requested_output_names=list(output_names),
-    )
-    response = request.exec()
+def bls_call(model: str, inputs: Dict[str, np.ndarray], output_names: Sequence[str],
+             parent: Optional[Watch] = None) -> Dict[str, np.ndarray]:
+    """Run another served model from inside this one; its error becomes a StageError naming it. With the
+    `parent` request's Watch, the child gets what is left of the parent's deadline as its timeout, and stops
+    at its next step or token when the parent is cancelled (through a cancel flag: BLS cannot cancel)."""
+    def call(**options):
+        request = pb_utils.InferenceRequest(
+            model_name=model,
+            inputs=[pb_utils.Tensor(k, np.ascontiguousarray(v)) for k, v in inputs.items()],
+            requested_output_names=list(output_names), **options)
+        return request.exec()
+
+    if parent is None:
+        response = call()
+    else:
+        remaining_s = parent.remaining_s()
+        timeout = {} if remaining_s is None else {"timeout": max(1, int(remaining_s * 1e6))}
+        with cancelling_children(parent, _FLAGS) as flag:
+            response = call(parameters={CANCEL_FLAG_PARAMETER: flag}, **timeout)
     if response.has_error():
         error = response.error()
+        if error.code() == pb_utils.TritonError.CANCELLED:  # the child stopped because its parent did
+            if error.message().startswith(DeadlineExceededError.PREFIX):
+                raise DeadlineExceededError(f"{error.message()[len(DeadlineExceededError.PREFIX) + 2:]} (in {model})")
+            raise CancelledError(f"in {model}: {error.message()}")
         if error.code() == pb_utils.TritonError.UNAVAILABLE or any(m in error.message() for m in _DOWN):
             raise StageUnavailableError(model, error.message())
         raise StageError(model, error.message())

@@ -8,14 +8,16 @@ from pathlib import Path
 
 from musicgen import triton_glue
 from musicgen.params import COMPONENT_PARAMETERS, read_parameters
-from musicgen.runtime import RuntimeOptions, check_feeds, open_graph
+from musicgen.runtime import RuntimeOptions, check_feeds, open_graph, verify_graph
 
 
 class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
         options = RuntimeOptions(**read_parameters(config, COMPONENT_PARAMETERS))
-        self.runner = open_graph(Path(args["model_repository"]) / args["model_version"], options)
+        version_dir = Path(args["model_repository"]) / args["model_version"]
+        verify_graph(version_dir, options)  # a damaged graph fails this load, naming the file (musicgen.manifest)
+        self.runner = open_graph(version_dir, options)
         self.input_names = [t["name"] for t in config["input"]]
         self.output_names = [t["name"] for t in config["output"]]
         check_feeds(self.runner, self.input_names)

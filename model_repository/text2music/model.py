@@ -25,7 +25,7 @@ class TritonPythonModel:
         run_stage = open_stage_graphs(params, Path(args["model_repository"]).parent,
                                       [c.name for c in api.AUDIOLDM_COMPONENTS], triton_glue.bls_stage)
         limits = EngineLimits(**{k: params[k] for k in EngineLimits.__dataclass_fields__})
-        self.recipe = AudioLDMRecipe(Path(args["model_repository"]) / args["model_version"], run_stage, limits,
+        self.recipe = AudioLDMRecipe(triton_glue.verified_version_dir(args), run_stage, limits,
                                      triton_glue.EngineMetrics(api.TEXT2MUSIC))
         self.input_names = [t.name for t in api.TEXT2MUSIC_INPUTS]
         self.loop = threading.Thread(target=self.recipe.engine.run_forever, name="audioldm-engine", daemon=True)
@@ -43,7 +43,7 @@ class TritonPythonModel:
         self.recipe.engine.submit(Job(
             parsed.prompt, parsed.options,
             finish=lambda audio, error: respond(None if error else {api.AUDIO: audio, **outputs}, error),
-            keep_going=lambda: not request.is_cancelled()))
+            keep_going=triton_glue.watch(request)))
 
     def finalize(self):
         self.recipe.engine.stop()

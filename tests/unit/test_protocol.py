@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from musicgen.protocol import (
-    AudioOptions, CancelledError, InvalidRequestError, StageError, StageUnavailableError, UnavailableError,
+    AudioOptions, CancelledError, DeadlineExceededError, InvalidRequestError, StageError, StageUnavailableError, UnavailableError,
     parse_text_to_music, status_of,
 )
 from musicgen_client import interface as api
@@ -83,6 +83,7 @@ def test_model_minimum_length_is_enforced():
 def test_status_mapping():
     assert status_of(StageError("audioldm_unet", "boom")) == "internal"
     assert status_of(CancelledError("gone")) == "cancelled"
+    assert status_of(DeadlineExceededError("the request's timeout of 2 s has passed")) == "deadline_exceeded"
     assert status_of(UnavailableError("busy")) == "unavailable"
     down = StageUnavailableError("caption", "Stub process 'caption_0_0' is not healthy.")
     assert status_of(down) == "unavailable" and str(down).startswith("stage caption failed: ")

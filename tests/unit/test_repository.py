@@ -52,3 +52,18 @@ def test_component_config_rejects_bad_parameter_values():
     entry = ModelEntry(spec.name, "component", spec.inputs, spec.outputs, COMPONENT_PARAMETERS, {"nope": 1})
     with pytest.raises(KeyError, match="unknown parameters"):
         entry.render_config(TEMPLATE.read_text())
+
+
+def test_queue_bound_renders_triton_s_queue_policy():
+    from export.serving import COMPONENT_QUEUE_SIZE, STAGES, Serving
+
+    spec = api.COMPONENTS_BY_NAME[api.AUDIOLDM_UNET]
+    policy = parse(Serving().component_entry(spec).render_config(TEMPLATE.read_text())).dynamic_batching
+    assert policy.default_queue_policy.max_queue_size == COMPONENT_QUEUE_SIZE
+    assert policy.default_queue_policy.timeout_action == model_config_pb2.ModelQueuePolicy.REJECT
+    assert policy.default_queue_policy.allow_timeout_override
+    caption = parse(STAGES[api.CAPTION].render_config(TEMPLATE.read_text()))
+    assert caption.dynamic_batching.default_queue_policy.max_queue_size > 8  # image2music's 8 workers fit
+    # The models answering from their own threads bound their own queues: no Triton queue policy.
+    for name in (api.TEXT2MUSIC, api.IMAGE2MUSIC):
+        assert not parse(STAGES[name].render_config(TEMPLATE.read_text())).HasField("dynamic_batching")
