@@ -32,6 +32,10 @@ _TOKEN = re.compile(r"[0-9a-f]{32}")
 POLL_S = 0.05
 
 
+def is_flag_name(token: str) -> bool:
+    return isinstance(token, str) and _TOKEN.fullmatch(token) is not None
+
+
 def _default_directory() -> Path:
     shm = Path("/dev/shm")
     base = shm if shm.is_dir() and os.access(shm, os.W_OK) else Path(tempfile.gettempdir())
@@ -58,7 +62,7 @@ class CancelFlags:
         self._path(token).unlink(missing_ok=True)
 
     def _path(self, token: str) -> Path:
-        if not _TOKEN.fullmatch(token):  # a request parameter: never let it name a path
+        if not is_flag_name(token):  # a request parameter: never let it name a path
             raise ValueError(f"{CANCEL_FLAG_PARAMETER}: {token!r} is not a cancel flag name")
         return self.directory / token
 

@@ -5,7 +5,7 @@ or crashing the stub later.
 
 It guards against damage and mix-ups (a copy cut short, a disk error, a graph from another export), not against
 someone who can write the repository: they can rewrite the manifest too. Hashing streams the file in chunks,
-once per load (≈1 s per GB on one core).
+once per load (2.7–3.0 s per GiB measured on this CPU).
 """
 from __future__ import annotations
 

@@ -111,9 +111,10 @@ def verify_graph(version_dir: Path, options: RuntimeOptions) -> None:
     manifest.verify(version_dir, files)
 
 
-def open_graph(version_dir: Path, options: RuntimeOptions) -> GraphRunner:
-    """Load the graph of one model version folder in the chosen format (served models check it first with
-    `verify_graph`; export, which writes the manifest last, and the tests do not)."""
+def open_graph(version_dir: Path, options: RuntimeOptions, check_manifest: bool = False) -> GraphRunner:
+    """Load the graph of one model version folder in the chosen format; `check_manifest` (what served models
+    do) checks its files against the folder's manifest first (`verify_graph`). Export, which writes the
+    manifest last, does not."""
     version_dir = Path(version_dir)
     if options.precision not in PRECISIONS or (options.backend == "paddle" and options.precision != FP32):
         raise ValueError(f"precision {options.precision!r}: onnxruntime takes {', '.join(PRECISIONS)}, paddle {FP32}")
@@ -122,6 +123,9 @@ def open_graph(version_dir: Path, options: RuntimeOptions) -> GraphRunner:
         if not graph.exists():
             raise FileNotFoundError(f"precision {options.precision!r}: no {graph.name} in {version_dir}; export it "
                                     f"with `python -m export ... --precision <component>={options.precision}`")
+    if check_manifest and options.backend in BACKENDS:
+        verify_graph(version_dir, options)
+    if options.backend == "onnxruntime":
         runner: GraphRunner = OnnxRunner(graph, options)
     elif options.backend == "paddle":
         runner = PaddleRunner(version_dir / PADDLE_DIR, options)

@@ -31,11 +31,11 @@ class InProcessGraphs:
         for name in names:
             folder = Path(repository) / name / "1"
             graph_options = replace(options, precision=precisions.get(name, FP32))
-            verify_graph(folder, graph_options)  # a damaged graph fails the stage's load, naming the file
             if name in STEP_GRAPHS:
+                verify_graph(folder, graph_options)  # a damaged graph fails the stage's load, naming the file
                 self._steps[name] = open_step_session(folder, graph_options)
             else:
-                self._runners[name] = open_graph(folder, graph_options)
+                self._runners[name] = open_graph(folder, graph_options, check_manifest=True)
 
     def __call__(self, name: str, feeds: Dict[str, np.ndarray]) -> List[np.ndarray]:
         return self._runners[name].run(feeds)

@@ -18,8 +18,9 @@ from musicgen_client import interface as api
 from . import manifest
 from .admission import BoundedPool
 from .audioldm.engine import EngineObserver
-from .cancellation import CANCEL_FLAG_PARAMETER, CancelFlags, Watch, cancelling_children
-from .protocol import CancelledError, DeadlineExceededError, StageError, StageUnavailableError, status_of
+from .cancellation import CANCEL_FLAG_PARAMETER, CancelFlags, Watch, cancelling_children, is_flag_name
+from .protocol import (CancelledError, DeadlineExceededError, InvalidRequestError, StageError, StageUnavailableError,
+                       status_of)
 
 logger = logging.getLogger(__name__)
 
@@ -36,8 +37,9 @@ def watch(request) -> Watch:
     timeout, µs; 0 is none) counted from now, and the cancel flag a parent request may have sent with it."""
     timeout_us = request.timeout()
     flag = json.loads(request.parameters() or "{}").get(CANCEL_FLAG_PARAMETER)
-    return Watch(request.is_cancelled, timeout_us / 1e6 if timeout_us else None,
-                 _FLAGS, flag if isinstance(flag, str) else None)
+    if flag is not None and not is_flag_name(flag):
+        raise InvalidRequestError(CANCEL_FLAG_PARAMETER, "is not a cancel flag name (set by image2music only)")
+    return Watch(request.is_cancelled, timeout_us / 1e6 if timeout_us else None, _FLAGS, flag)
 
 
 def verified_version_dir(args) -> Path:
@@ -117,6 +119,8 @@ def respond_from_pool(requests, pool: BoundedPool, handle: Callable[[object], Di
     respond_later(requests, submit)
 
 
+# How the errors of a child that stopped begin (CancelledError's messages, DeadlineExceededError's prefix).
+_STOPPED = ("cancelled ", DeadlineExceededError.PREFIX)
 # What Triton answers for a model whose stub died or that is being reloaded (by the launcher's watchdog).
 _DOWN = ("is not healthy", "is not ready", "unavailable", "no version is available")
 
@@ -142,7 +146,8 @@ def bls_call(model: str, inputs: Dict[str, np.ndarray], output_names: Sequence[s
             response = call(parameters={CANCEL_FLAG_PARAMETER: flag}, **timeout)
     if response.has_error():
         error = response.error()
-        if error.code() == pb_utils.TritonError.CANCELLED:  # the child stopped because its parent did
+        # The child stopped because its parent did (BLS does not always carry the CANCELLED code: the message)
+        if error.code() == pb_utils.TritonError.CANCELLED or error.message().startswith(_STOPPED):
             if error.message().startswith(DeadlineExceededError.PREFIX):
                 raise DeadlineExceededError(f"{error.message()[len(DeadlineExceededError.PREFIX) + 2:]} (in {model})")
             raise CancelledError(f"in {model}: {error.message()}")

@@ -8,16 +8,15 @@ from pathlib import Path
 
 from musicgen import triton_glue
 from musicgen.params import COMPONENT_PARAMETERS, read_parameters
-from musicgen.runtime import RuntimeOptions, check_feeds, open_graph, verify_graph
+from musicgen.runtime import RuntimeOptions, check_feeds, open_graph
 
 
 class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
         options = RuntimeOptions(**read_parameters(config, COMPONENT_PARAMETERS))
-        version_dir = Path(args["model_repository"]) / args["model_version"]
-        verify_graph(version_dir, options)  # a damaged graph fails this load, naming the file (musicgen.manifest)
-        self.runner = open_graph(version_dir, options)
+        # check_manifest: a damaged graph fails this load, naming the file (musicgen.manifest)
+        self.runner = open_graph(Path(args["model_repository"]) / args["model_version"], options, check_manifest=True)
         self.input_names = [t["name"] for t in config["input"]]
         self.output_names = [t["name"] for t in config["output"]]
         check_feeds(self.runner, self.input_names)
