@@ -31,7 +31,7 @@ from musicgen.params import TEXT2MUSIC_PARAMETERS  # noqa: E402
 MANIFEST = "weights.json"
 KEEP_BYTES = 4096  # constants up to this size are constants the graph needs, not weights
 
-STAGE_FILES_SKIPPED = ("model.py", "__pycache__")  # the backend code comes from model_repository/, fresh
+STAGE_FILES_SKIPPED = ("model.py", "__pycache__", "manifest.json")  # the backend code comes from model_repository/, fresh
 
 
 def strip(onnx_path: Path, out_path: Path) -> int:
@@ -87,6 +87,7 @@ def materialize(stripped: Path, out: Path, device: str, precision: str = "fp32",
     `text2music` parameters over the defaults."""
     from export.precision import write_variant
     from export.serving import Serving, stage_asset_folders, write_stage
+    from musicgen.manifest import write_manifest
     from musicgen.precision import parse_precisions
     from musicgen.repository import write_model
     from musicgen_client import interface as api
@@ -100,10 +101,12 @@ def materialize(stripped: Path, out: Path, device: str, precision: str = "fp32",
         (folder / "1" / "model.onnx").write_bytes(load_random(stripped / spec.name / "1" / "model.onnx"))
         if spec.name in precisions:
             write_variant(folder / "1", precisions[spec.name], calibration=[])
+        write_manifest(folder / "1")  # what the served model checks at load, as export writes it
         print(f"{spec.name}: random weights written ({precisions.get(spec.name, 'fp32')})")
     write_stage(out, api.TEXT2MUSIC, serving, text2music)
     for folder in stage_asset_folders(out, api.TEXT2MUSIC):  # text2music and its streaming twin
         shutil.copytree(stripped / api.TEXT2MUSIC / "1", folder, dirs_exist_ok=True)
+        write_manifest(folder)
 
 
 def main(argv=None) -> int:

@@ -21,12 +21,14 @@ import argparse
 import importlib
 import logging
 import os
+import time
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Tuple
 
 from export.core import ExportError, configure_logging
+from musicgen.manifest import write_manifests
 from musicgen.precision import FP32, PRECISIONS
 from musicgen_client import interface as api
 
@@ -105,10 +107,13 @@ def main(argv=None) -> int:
         parser.error("--precision: the variants are ONNX graphs; serve them with --backend onnxruntime")
 
     build = family.build_module()
+    started = time.time()
     try:
         weights = build.build_preset(args.preset, Path(args.weights_dir)) if args.preset else resolve_weights(args.weights)
         build.export_family(weights, Path(args.out), Serving(args.backend, args.device, precisions))
         write_flow_models(Path(args.out))
+        for written in write_manifests(Path(args.out), since=started - 1):  # every artefact with its sha256
+            logger.info("wrote %s", written)
     except (ExportError, FileNotFoundError, ValueError) as exc:
         logger.error("%s", exc)
         return 1

@@ -88,6 +88,7 @@ TEXT2MUSIC_PARAMETERS = STAGE_GRAPH_PARAMETERS + (
 IMAGE2MUSIC_PARAMETERS = (
     Param("max_concurrent", int, 8, "image2music requests worked on at once (each waits on its caption, chatglm "
           "and text2music calls; their text2music calls batch together)"),
+    Param("max_waiting", int, 16, "requests waiting for a worker; more are refused at once with UNAVAILABLE (503)"),
 )
 
 

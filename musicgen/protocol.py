@@ -41,6 +41,16 @@ class CancelledError(RuntimeError):
     """The client went away; the work stopped early."""
 
 
+class DeadlineExceededError(RuntimeError):
+    """The request's own time limit (its `timeout` parameter) passed; the work stopped at the next step or token.
+    Not worth retrying as is: the same request needs the same time."""
+
+    PREFIX = "deadline exceeded"
+
+    def __init__(self, message: str):
+        super().__init__(f"{self.PREFIX}: {message}")
+
+
 class UnavailableError(RuntimeError):
     """The server cannot take this request now (busy, shutting down): 503 / UNAVAILABLE, worth a retry."""
 
@@ -50,12 +60,14 @@ class StageUnavailableError(StageError, UnavailableError):
 
 
 def status_of(exc: BaseException) -> str:
-    """The one mapping from our errors to a status: 'invalid_argument', 'cancelled', 'unavailable' or
-    'internal'."""
+    """The one mapping from our errors to a status: 'invalid_argument', 'cancelled', 'deadline_exceeded',
+    'unavailable' or 'internal'."""
     if isinstance(exc, InvalidRequestError):
         return "invalid_argument"
     if isinstance(exc, CancelledError):
         return "cancelled"
+    if isinstance(exc, DeadlineExceededError):
+        return "deadline_exceeded"
     if isinstance(exc, UnavailableError):
         return "unavailable"
     return "internal"
@@ -238,17 +250,18 @@ def parse_image_to_music(inputs: Inputs, min_audio_length_in_s: float = 0.0) -> 
     return ImageToMusicRequest(image, options, parse_audio_encoding(inputs, options.audio_length_in_s))
 
 
-def cancellation_probe(is_cancelled: Callable[[], bool], every_s: float = 0.02) -> Callable[[], bool]:
-    """`keep_going()` for a request's job: False once `is_cancelled()` said so. In the server that question is a
-    round trip to the server process, so it is asked at most every `every_s`: a CPU denoising step is longer and
-    every step asks; a GPU step takes a few ms, and a cancellation is then seen within `every_s`."""
-    asked_at, cancelled = -math.inf, False
+def throttled(check: Callable[[], bool], every_s: float = 0.02) -> Callable[[], bool]:
+    """`check()` asked at most every `every_s` (its last answer in between), and never again once True. For
+    "did the client cancel?": in the server that question is a round trip to the server process, so a GPU
+    denoising step of a few ms does not pay it each time, and a cancellation is seen within `every_s` (a CPU
+    step is longer: every step asks)."""
+    asked_at, answer = -math.inf, False
 
-    def keep_going() -> bool:
-        nonlocal asked_at, cancelled
+    def throttled_check() -> bool:
+        nonlocal asked_at, answer
         now = time.monotonic()
-        if not cancelled and now - asked_at >= every_s:
-            asked_at, cancelled = now, bool(is_cancelled())
-        return not cancelled
+        if not answer and now - asked_at >= every_s:
+            asked_at, answer = now, bool(check())
+        return answer
 
-    return keep_going
+    return throttled_check

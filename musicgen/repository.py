@@ -10,7 +10,7 @@ import re
 import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Dict, Mapping, Sequence
+from typing import Any, Dict, Mapping, Optional, Sequence
 
 from musicgen_client.interface import PROGRESS_OUTPUTS, STREAM_VARIANTS, TensorSpec
 
@@ -45,6 +45,17 @@ def tensor_block(kind: str, specs: Sequence[TensorSpec]) -> str:
     return f"{kind} [\n" + ",\n".join(entries) + "\n]"
 
 
+def queue_block(max_queue_size: Optional[int]) -> str:
+    """Triton's own bound on the requests waiting for a model that answers them one by one in `execute`
+    (max_batch_size 0: the dynamic batcher only queues, it adds no batch dimension): more are refused at once
+    with UNAVAILABLE (503), and a request's `timeout` parameter bounds its wait there too. None: no block (the
+    models that answer from their own threads bound their own queue)."""
+    if max_queue_size is None:
+        return ""
+    return ("dynamic_batching { default_queue_policy { max_queue_size: %d timeout_action: REJECT "
+            "allow_timeout_override: true } }" % max_queue_size)
+
+
 def parameters_block(schema: Sequence[Param], values: Mapping[str, Any]) -> str:
     known = {p.name: p for p in schema}
     unknown = sorted(set(values) - set(known))
@@ -71,6 +82,7 @@ class ModelEntry:
     instance_count: int = 1
     instance_kind: str = "KIND_CPU"
     decoupled: bool = False  # any number of responses per request: streams only (HTTP /infer answers 501)
+    max_queue_size: Optional[int] = None  # see queue_block
 
     def render_config(self, template: str) -> str:
         return fill_template(template, {
@@ -81,6 +93,7 @@ class ModelEntry:
             "instance_count": self.instance_count,
             "parameters": parameters_block(self.schema, self.parameters),
             "transaction_policy": "model_transaction_policy { decoupled: true }" if self.decoupled else "",
+            "scheduling": queue_block(self.max_queue_size),
         })
 
     def stream_variant(self) -> "ModelEntry":

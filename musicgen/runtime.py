@@ -15,6 +15,7 @@ import numpy as np
 
 from musicgen_client.interface import COMPONENTS_BY_NAME
 
+from . import manifest
 from .cuda_graphs import CudaGraphRunner, cuda_provider, require_cuda
 from .precision import FP32, ONNX_FILE, PRECISIONS, onnx_file  # noqa: F401 - ONNX_FILE: the fp32 graph, for callers
 
@@ -113,8 +114,20 @@ class PaddleRunner(GraphRunner):
         return [self._predictor.get_output_handle(n).copy_to_cpu() for n in self.output_names]
 
 
-def open_graph(version_dir: Path, options: RuntimeOptions) -> GraphRunner:
-    """Load the graph of one model version folder in the chosen format."""
+def verify_graph(version_dir: Path, options: RuntimeOptions) -> None:
+    """Check the files of the graph `options` choose against the folder's manifest (musicgen.manifest)."""
+    if options.backend == "paddle":
+        files = [f"{PADDLE_DIR}/{PADDLE_PROGRAM}", f"{PADDLE_DIR}/{PADDLE_PARAMS}"]
+    else:
+        graph = onnx_file(options.precision)
+        files = [graph] + ([f"{graph}.data"] if (Path(version_dir) / f"{graph}.data").exists() else [])
+    manifest.verify(version_dir, files)
+
+
+def open_graph(version_dir: Path, options: RuntimeOptions, check_manifest: bool = False) -> GraphRunner:
+    """Load the graph of one model version folder in the chosen format; `check_manifest` (what served models
+    do) checks its files against the folder's manifest first (`verify_graph`). Export, which writes the
+    manifest last, does not."""
     version_dir = Path(version_dir)
     if options.precision not in PRECISIONS or (options.backend == "paddle" and options.precision != FP32):
         raise ValueError(f"precision {options.precision!r}: onnxruntime takes {', '.join(PRECISIONS)}, paddle {FP32}")
@@ -129,6 +142,9 @@ def open_graph(version_dir: Path, options: RuntimeOptions) -> GraphRunner:
         if not graph.exists():
             raise FileNotFoundError(f"precision {options.precision!r}: no {graph.name} in {version_dir}; export it "
                                     f"with `python -m export ... --precision <component>={options.precision}`")
+    if check_manifest and options.backend in BACKENDS:
+        verify_graph(version_dir, options)
+    if options.backend == "onnxruntime":
         runner: GraphRunner = OnnxRunner(graph, options)
     elif options.backend == "paddle":
         runner = PaddleRunner(version_dir / PADDLE_DIR, options)

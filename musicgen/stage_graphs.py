@@ -15,13 +15,13 @@ from .generation import StepFn
 from .llm.step_session import STEP_GRAPHS, open_step_session, served_step
 from .params import SERVED, STAGE_GRAPH_PARAMETERS
 from .precision import FP32, parse_precisions
-from .runtime import RuntimeOptions, open_graph
+from .runtime import RuntimeOptions, open_graph, verify_graph
 
 
 class InProcessGraphs:
-    """A family's graphs loaded from a model repository into this process: `graphs(name, feeds)` runs a
-    one-shot graph (image encoder, token embedding) as a recipe's `run_stage`, `graphs.step(name)` is a step
-    graph's session."""
+    """A family's graphs loaded from a model repository into this process, each checked against its folder's
+    manifest: `graphs(name, feeds)` runs a one-shot graph (image encoder, token embedding) as a recipe's
+    `run_stage`, `graphs.step(name)` is a step graph's session."""
 
     def __init__(self, repository: Path, names: Sequence[str], options: RuntimeOptions,
                  precisions: Optional[Dict[str, str]] = None):
@@ -32,9 +32,10 @@ class InProcessGraphs:
             folder = Path(repository) / name / "1"
             graph_options = replace(options, precision=precisions.get(name, FP32))
             if name in STEP_GRAPHS:
+                verify_graph(folder, graph_options)  # a damaged graph fails the stage's load, naming the file
                 self._steps[name] = open_step_session(folder, graph_options)
             else:
-                self._runners[name] = open_graph(folder, graph_options)
+                self._runners[name] = open_graph(folder, graph_options, check_manifest=True)
 
     def __call__(self, name: str, feeds: Dict[str, np.ndarray]) -> List[np.ndarray]:
         return self._runners[name].run(feeds)

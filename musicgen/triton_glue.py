@@ -5,30 +5,59 @@ they call lives in modules with no Triton import.
 """
 from __future__ import annotations
 
+import json
 import logging
 import time
-from concurrent.futures import Executor
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from musicgen_client import interface as api
 
+from . import manifest
+from .admission import BoundedPool
 from .audioldm.engine import EngineObserver
-from .protocol import CancelledError, StageError, StageUnavailableError, status_of
+from .cancellation import CANCEL_FLAG_PARAMETER, CancelFlags, Watch, cancelling_children, is_flag_name
+from .protocol import (CancelledError, DeadlineExceededError, InvalidRequestError, StageError, StageUnavailableError,
+                       status_of, throttled)
 
 logger = logging.getLogger(__name__)
 
 # Status name -> TritonError code attribute. Looked up per error: the stub attaches TritonError to pb_utils
-# only after model.py has been imported.
-_ERROR_CODES = {"invalid_argument": "INVALID_ARG", "cancelled": "CANCELLED", "unavailable": "UNAVAILABLE",
-                "internal": "INTERNAL"}
+# only after model.py has been imported. Triton has no DEADLINE_EXCEEDED code: a request past its own timeout
+# is CANCELLED, its message starting "deadline exceeded".
+_ERROR_CODES = {"invalid_argument": "INVALID_ARG", "cancelled": "CANCELLED", "deadline_exceeded": "CANCELLED",
+                "unavailable": "UNAVAILABLE", "internal": "INTERNAL"}
+_FLAGS = CancelFlags()
 
 
 def instance_device(args: Dict[str, str]) -> int:
     """The GPU Triton gave this model instance (KIND_GPU spreads instances over the GPUs; KIND_CPU says 0)."""
     return int(args.get("model_instance_device_id") or 0)
+
+
+def watch(request, responder: Optional["Responder"] = None) -> Watch:
+    """The request's `keep_going()`: its gRPC cancellation (a decoupled model's through its `responder`), its
+    `timeout` parameter (Triton's per-request timeout, µs; 0 is none) counted from now, and the cancel flag a
+    parent request may have sent with it. Asking whether the client cancelled is a round trip to the server
+    process: it is asked at most every 20 ms (musicgen.protocol.throttled), not at every GPU step."""
+    timeout_us = request.timeout()
+    flag = json.loads(request.parameters() or "{}").get(CANCEL_FLAG_PARAMETER)
+    if flag is not None and not is_flag_name(flag):
+        raise InvalidRequestError(CANCEL_FLAG_PARAMETER, "is not a cancel flag name (set by image2music only)")
+    is_cancelled = responder.is_cancelled if responder is not None else request.is_cancelled
+    return Watch(throttled(is_cancelled), timeout_us / 1e6 if timeout_us else None, _FLAGS, flag)
+
+
+def verified_version_dir(args) -> Path:
+    """This model's version folder (from `initialize`'s args), every file checked against its manifest: a
+    damaged asset fails the load naming the file (musicgen.manifest)."""
+    folder = Path(args["model_repository"]) / args["model_version"]
+    manifest.verify(folder)
+    return folder
 
 
 def read_inputs(request, names: Sequence[str]) -> Dict[str, Optional[np.ndarray]]:
@@ -77,7 +106,7 @@ def is_decoupled(model_config: dict) -> bool:
 class Responder:
     """How one request is answered, from any thread: `responder(outputs, error)` sends its final response. A
     decoupled model's responder also streams `progress(stage, step, total)` responses before it; a unary
-    model's ignores them. `keep_going()` is False once the client cancelled (or its deadline passed)."""
+    model's ignores them. `is_cancelled()` says whether the client cancelled (`watch` adds the deadline)."""
 
     def __init__(self, request, decoupled: bool):
         self._request = request
@@ -88,9 +117,9 @@ class Responder:
         response = error_response(error) if error is not None else make_response(outputs)
         self._sender.send(response, flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
 
-    def keep_going(self) -> bool:
+    def is_cancelled(self) -> bool:
         # A decoupled model reads cancellation from the request's response sender, a unary one from the request.
-        return not (self._sender.is_cancelled() if self.decoupled else self._request.is_cancelled())
+        return self._sender.is_cancelled() if self.decoupled else self._request.is_cancelled()
 
     def progress(self, stage: str, step: int, total: int) -> None:
         if not self.decoupled:
@@ -98,7 +127,7 @@ class Responder:
         try:
             self._sender.send(make_response(progress_tensors(stage, step, total)))
         except Exception:  # noqa: BLE001 - a lost progress message must not fail the work; cancellation is
-            logger.debug("progress not sent", exc_info=True)  # seen through keep_going()
+            logger.debug("progress not sent", exc_info=True)  # seen through is_cancelled()
 
 
 def respond_later(requests, submit: Callable[[object, Responder], None], decoupled: bool = False) -> None:
@@ -115,10 +144,11 @@ def respond_later(requests, submit: Callable[[object, Responder], None], decoupl
             respond(None, exc)
 
 
-def respond_from_pool(requests, pool: Executor, handle: Callable[[object, Responder], Dict[str, np.ndarray]],
+def respond_from_pool(requests, pool: BoundedPool, handle: Callable[[object, Responder], Dict[str, np.ndarray]],
                       decoupled: bool = False) -> None:
     """Run each request's `handle(request, responder) -> outputs` on a worker of `pool` and answer it from
-    there: one model instance works on as many requests at once as the pool has workers."""
+    there: one model instance works on as many requests at once as the pool has workers; a full pool answers
+    503."""
     def submit(request, respond: Responder) -> None:
         def run() -> None:
             try:
@@ -132,56 +162,75 @@ def respond_from_pool(requests, pool: Executor, handle: Callable[[object, Respon
     respond_later(requests, submit, decoupled)
 
 
+# How the errors of a child that stopped begin (CancelledError's messages, DeadlineExceededError's prefix).
+_STOPPED = ("cancelled ", DeadlineExceededError.PREFIX)
 # What Triton answers for a model whose stub died or that is being reloaded (by the launcher's watchdog).
 _DOWN = ("is not healthy", "is not ready", "unavailable", "no version is available")
 
 
-def _bls_request(model: str, inputs: Dict[str, np.ndarray], output_names: Sequence[str]):
+def _bls_request(model: str, inputs: Dict[str, np.ndarray], output_names: Sequence[str], **options):
     return pb_utils.InferenceRequest(
         model_name=model,
         inputs=[pb_utils.Tensor(k, np.ascontiguousarray(v)) for k, v in inputs.items()],
-        requested_output_names=list(output_names),
-    )
+        requested_output_names=list(output_names), **options)
+
+
+@contextmanager
+def _child_of(parent: Optional[Watch]) -> Iterator[dict]:
+    """The BLS request options that tie a child to its `parent` request: what is left of the parent's deadline
+    as the child's timeout, and a cancel flag raised once the parent is cancelled (BLS cannot cancel), which
+    stops the child at its next step or token."""
+    if parent is None:
+        yield {}
+        return
+    remaining_s = parent.remaining_s()
+    timeout = {} if remaining_s is None else {"timeout": max(1, int(remaining_s * 1e6))}
+    with cancelling_children(parent, _FLAGS) as flag:
+        yield {"parameters": {CANCEL_FLAG_PARAMETER: flag}, **timeout}
 
 
 def _check_bls_response(model: str, response) -> None:
-    """A BLS response's error as a StageError naming the model (StageUnavailableError while it is down)."""
+    """A BLS response's error as the error to raise: the child's stop (its parent's cancel or deadline) as
+    such, StageUnavailableError while the model is down, otherwise a StageError naming it."""
     if response.has_error():
         error = response.error()
+        # The child stopped because its parent did (BLS does not always carry the CANCELLED code: the message)
+        if error.code() == pb_utils.TritonError.CANCELLED or error.message().startswith(_STOPPED):
+            if error.message().startswith(DeadlineExceededError.PREFIX):
+                raise DeadlineExceededError(f"{error.message()[len(DeadlineExceededError.PREFIX) + 2:]} (in {model})")
+            raise CancelledError(f"in {model}: {error.message()}")
         if error.code() == pb_utils.TritonError.UNAVAILABLE or any(m in error.message() for m in _DOWN):
             raise StageUnavailableError(model, error.message())
         raise StageError(model, error.message())
 
 
-def bls_call(model: str, inputs: Dict[str, np.ndarray], output_names: Sequence[str]) -> Dict[str, np.ndarray]:
-    """Run another served model from inside this one; its error becomes a StageError naming it. An output it did
-    not produce (text2music's `scores` while ranking is off) is left out of the result."""
-    response = _bls_request(model, inputs, output_names).exec()
+def bls_call(model: str, inputs: Dict[str, np.ndarray], output_names: Sequence[str],
+             parent: Optional[Watch] = None) -> Dict[str, np.ndarray]:
+    """Run another served model from inside this one (as a child of the `parent` request's Watch, when given);
+    its error becomes a StageError naming it. An output it did not produce (text2music's `scores` while ranking
+    is off) is left out of the result."""
+    with _child_of(parent) as options:
+        response = _bls_request(model, inputs, output_names, **options).exec()
     _check_bls_response(model, response)
     tensors = {name: pb_utils.get_output_tensor_by_name(response, name) for name in output_names}
     return {name: tensor.as_numpy() for name, tensor in tensors.items() if tensor is not None}
 
 
 def bls_stream(model: str, inputs: Dict[str, np.ndarray], output_names: Sequence[str],
-               progress: Callable[[str, int, int], None], keep_going: Callable[[], bool]) -> Dict[str, np.ndarray]:
-    """Run a streaming (decoupled) model from inside this one: its progress responses go to `progress`, its
-    result's `output_names` are returned. Once `keep_going()` is False, progress stops and CancelledError is
-    raised when the call ends: the Python backend of Triton 2.51 cannot cancel a BLS call, so the called model
-    finishes its work (its remaining responses are drained, not abandoned)."""
+               progress: Callable[[str, int, int], None], parent: Optional[Watch] = None) -> Dict[str, np.ndarray]:
+    """Run a streaming (decoupled) model from inside this one, as a child of `parent`: its progress responses go
+    to `progress`, its result's `output_names` are returned."""
     outputs = None
-    cancelled = False
-    for response in _bls_request(model, inputs, list(output_names) + [t.name for t in api.PROGRESS_OUTPUTS]
-                                 ).exec(decoupled=True):
-        _check_bls_response(model, response)
-        tensors = {t.name(): t for t in response.output_tensors()}
-        cancelled = cancelled or not keep_going()
-        if api.STAGE in tensors and not cancelled:
-            progress(tensors[api.STAGE].as_numpy()[0].decode("utf-8"), int(tensors[api.STEP].as_numpy()[0]),
-                     int(tensors[api.TOTAL].as_numpy()[0]))
-        elif output_names[0] in tensors:  # an output the model did not produce (`scores`) is left out, as above
-            outputs = {name: tensors[name].as_numpy() for name in output_names if name in tensors}
-    if cancelled:
-        raise CancelledError(f"cancelled while {model} ran")
+    with _child_of(parent) as options:
+        names = list(output_names) + [t.name for t in api.PROGRESS_OUTPUTS]
+        for response in _bls_request(model, inputs, names, **options).exec(decoupled=True):
+            _check_bls_response(model, response)
+            tensors = {t.name(): t for t in response.output_tensors()}
+            if api.STAGE in tensors:
+                progress(tensors[api.STAGE].as_numpy()[0].decode("utf-8"), int(tensors[api.STEP].as_numpy()[0]),
+                         int(tensors[api.TOTAL].as_numpy()[0]))
+            elif output_names[0] in tensors:  # an output the model did not produce (`scores`) is left out
+                outputs = {name: tensors[name].as_numpy() for name in output_names if name in tensors}
     if outputs is None:
         raise StageError(model, "the stream ended without a result")
     return outputs

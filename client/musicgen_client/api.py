@@ -14,6 +14,7 @@ import importlib
 import io
 import numbers
 import os
+import secrets
 import sys
 import time
 from dataclasses import dataclass, field, fields
@@ -25,6 +26,7 @@ from tritonclient.utils import InferenceServerException, triton_to_np_dtype
 
 from . import flow
 from .audio_encoding import RAW, AudioEncoding, decode, encode, format_of_path
+from .retry import RetryPolicy, call_with_retries
 from .interface import (
     AUDIO,
     AUDIO_FILE,
@@ -91,6 +93,12 @@ _POLL_INTERVAL_S = 0.5
 # Statuses meaning "nobody is serving right now" rather than "your request is wrong":
 # gRPC codes as tritonclient spells them, and HTTP 503 (Triton's UNAVAILABLE).
 _UNAVAILABLE_STATUSES = frozenset({"StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED", "503"})
+# Of those, the refusals ("busy", "shutting down", "reloading", connection refused) are worth a retry; a request
+# that ran out of its time is not: it would cost the whole time again.
+_REFUSED_STATUSES = frozenset({"StatusCode.UNAVAILABLE", "503"})
+# The gRPC deadline is this much later than the server's own (the request's `timeout`), so that the server's
+# clear "deadline exceeded" answer arrives before the transport gives up on it.
+_DEADLINE_GRACE_S = 2.0
 
 
 class MusicClientError(Exception):
@@ -98,12 +106,14 @@ class MusicClientError(Exception):
 
 
 class ServerUnavailableError(MusicClientError):
-    """The server could not be reached, did not answer in time, or is not ready."""
+    """The server could not be reached, did not answer in time, or is not ready. `retryable`: it refused the
+    request for now (busy, shutting down, reloading a model, connection refused), so a retry may succeed."""
 
-    def __init__(self, url: str, protocol: str, reason: str):
+    def __init__(self, url: str, protocol: str, reason: str, retryable: bool = False):
         self.url = url
         self.protocol = protocol
         self.reason = reason
+        self.retryable = retryable
         super().__init__(
             f"Triton server at {url} ({protocol}) is unavailable: {reason}. "
             f"Is it running? Start it with `make serve`."
@@ -222,10 +232,12 @@ class _Transport:
             yield
         except InferenceServerException as exc:
             if exc.status() in _UNAVAILABLE_STATUSES:
-                raise ServerUnavailableError(self.url, self.protocol, exc.message()) from exc
+                raise ServerUnavailableError(self.url, self.protocol, exc.message(),
+                                             retryable=exc.status() in _REFUSED_STATUSES) from exc
             raise MusicServiceError(exc.status(), exc.message()) from exc
         except OSError as exc:  # the HTTP client's refused connection, DNS failure or socket timeout
-            raise ServerUnavailableError(self.url, self.protocol, str(exc) or type(exc).__name__) from exc
+            raise ServerUnavailableError(self.url, self.protocol, str(exc) or type(exc).__name__,
+                                         retryable=isinstance(exc, ConnectionRefusedError)) from exc
         except http.client.HTTPException as exc:  # the HTTP client got an answer that is not HTTP (a gRPC port?)
             raise ServerUnavailableError(self.url, self.protocol, f"the answer is not HTTP ({exc})") from exc
 
@@ -251,7 +263,7 @@ class _GrpcTransport(_Transport):
     protocol = "grpc"
 
     def _call_options(self) -> Dict[str, Any]:
-        return {"client_timeout": self.timeout_s}
+        return {"client_timeout": self.timeout_s + _DEADLINE_GRACE_S}
 
     def stream(self, model: str, inputs: Sequence[Any], outputs: Sequence[Any], progress: Progress) -> Any:
         with self._translated_errors():
@@ -269,10 +281,16 @@ class MusicClient:
     """Client of the music models served by Triton.
 
     `url` is host:port without a scheme; when omitted, the local default port of `protocol`
-    (8000 for http, 8001 for grpc). `timeout_s` bounds each request.
+    (8000 for http, 8001 for grpc). `timeout_s` bounds each request: it is sent as the request's `timeout`, and
+    the server stops the work at its next step or token once it has passed ("deadline exceeded"); the
+    transport gives up a little later. `retry` says how often and how patiently a request the server refused
+    for now (503 / UNAVAILABLE, refused connection) is sent again; `NO_RETRIES` turns that off. So that a retry
+    is the same request, music requests without a seed get one drawn here (generation with a seed is
+    deterministic, caption and chat are greedy).
     """
 
-    def __init__(self, url: Optional[str] = None, protocol: str = "http", timeout_s: float = DEFAULT_TIMEOUT_S):
+    def __init__(self, url: Optional[str] = None, protocol: str = "http", timeout_s: float = DEFAULT_TIMEOUT_S,
+                 retry: RetryPolicy = RetryPolicy()):
         if protocol not in _TRANSPORTS:
             raise ValueError(f"protocol={protocol!r} is not supported: choose one of {', '.join(PROTOCOLS)}")
         if not timeout_s > 0:
@@ -283,6 +301,7 @@ class MusicClient:
         self.url = url
         self.protocol = protocol
         self.timeout_s = timeout_s
+        self.retry = retry
         self._transport = _TRANSPORTS[protocol](url, timeout_s)
 
     def __enter__(self) -> "MusicClient":
@@ -420,10 +439,13 @@ class MusicClient:
                     raise _invalid(spec.name, "is required")
                 continue
             inputs.append(_infer_input(module, spec, value))
+        timeout_us = int(self.timeout_s * 1e6)  # Triton's per-request timeout: the server's deadline
         if progress is None:
             outputs = [module.InferRequestedOutput(spec.name) for spec in output_specs]
-            response = self._transport.call("infer", model, inputs, outputs=outputs)
-        else:
+            response = call_with_retries(
+                lambda: self._transport.call("infer", model, inputs, outputs=outputs, timeout=timeout_us),
+                self.retry, lambda exc: isinstance(exc, ServerUnavailableError) and exc.retryable)
+        else:  # streamed: not retried (its progress has been shown), and bounded by the client's own deadline
             outputs = [module.InferRequestedOutput(spec.name) for spec in output_specs + PROGRESS_OUTPUTS]
             model = STREAM_VARIANTS[model]
             response = self._transport.stream(model, inputs, outputs, progress)
@@ -611,7 +633,8 @@ def _audio_options(
         NUM_INFERENCE_STEPS: _checked_number(STEPS_RANGE, int, num_inference_steps),
         AUDIO_LENGTH_IN_S: _checked_number(LENGTH_RANGE, float, audio_length_in_s),
         GUIDANCE_SCALE: _checked_number(GUIDANCE_RANGE, float, guidance_scale),
-        SEED: _checked_number(SEED_RANGE, int, seed),
+        # Drawn here rather than by the server so that a retried request is the same request.
+        SEED: secrets.randbelow(int(SEED_RANGE.maximum) + 1) if seed is None else _checked_number(SEED_RANGE, int, seed),
         NUM_WAVEFORMS_PER_PROMPT: _checked_number(CANDIDATES_RANGE, int, num_waveforms_per_prompt),
     }
 

@@ -42,6 +42,7 @@ from .audio_encoding import (
     AudioEncoding,
     format_of_path,
 )
+from .retry import RetryPolicy
 from .interface import (
     CANDIDATES_RANGE,
     GUIDANCE_RANGE,
@@ -72,6 +73,13 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text!r}")
+    return value
+
+
 def _range_help(what: str, limits: ParameterRange) -> str:
     default = "default: the model's own" if limits.default is None else f"server default {limits.default:g}"
     return f"{what}, {limits.minimum:g} to {limits.maximum:g} ({default})"
@@ -93,7 +101,15 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_float,
         default=DEFAULT_TIMEOUT_S,
         metavar="S",
-        help="seconds to wait for each server answer (default %(default)g)",
+        help="seconds each request may take: the server stops the work once they have passed (default %(default)g)",
+    )
+    server.add_argument(
+        "--retries",
+        type=_count,
+        default=RetryPolicy.retries,
+        metavar="N",
+        help="times to send a request again that the server refused for now (busy, restarting), with growing "
+        "random pauses; 0: never (default %(default)s)",
     )
 
     # The AudioLDM options, shared by every command that makes music.
@@ -107,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     audio.add_argument("--steps", type=int, metavar="N", help=_range_help("denoising steps", STEPS_RANGE))
     audio.add_argument("--length", type=float, metavar="S", help=_range_help("clip length in seconds", LENGTH_RANGE))
     audio.add_argument("--guidance", type=float, metavar="G", help=_range_help("guidance scale", GUIDANCE_RANGE))
-    audio.add_argument("--seed", type=int, help="random seed; without one the server draws one, printed afterwards")
+    audio.add_argument("--seed", type=int, help="random seed; without one a random one is drawn (so that a retry is "
+                       "the same request), printed afterwards")
     audio.add_argument("--candidates", type=int, metavar="N", help=_range_help(
         "waveforms to make in one request, ranked by CLAP; the best is written to --out", CANDIDATES_RANGE))
     audio.add_argument("--all-candidates", action="store_true",
@@ -178,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _client(args: argparse.Namespace, url: Optional[str] = None) -> MusicClient:
     """A client of the server at `url`, --url when None."""
-    return MusicClient(url or args.url, args.protocol, args.timeout)
+    return MusicClient(url or args.url, args.protocol, args.timeout, RetryPolicy(retries=args.retries))
 
 
 def _music_options(args: argparse.Namespace) -> Dict[str, Any]:

@@ -64,7 +64,7 @@ RANKING_CLAP = "clap"
 MAX_PROMPT_BYTES = 4096
 
 STEPS_RANGE = ParameterRange(NUM_INFERENCE_STEPS, 20, 1, 500)
-LENGTH_RANGE = ParameterRange(AUDIO_LENGTH_IN_S, 5.0, 0.0, 60.0)  # the model adds its own minimum
+LENGTH_RANGE = ParameterRange(AUDIO_LENGTH_IN_S, 5.0, 0.0, 30.0)  # the model adds its own minimum; 30 s: README "Limits"
 GUIDANCE_RANGE = ParameterRange(GUIDANCE_SCALE, 2.5, 0.0, 30.0)  # <= 1 turns guidance off
 SEED_RANGE = ParameterRange(SEED, None, 0, 2**63 - 1)  # no seed: the server draws one and returns it
 CANDIDATES_RANGE = ParameterRange(NUM_WAVEFORMS_PER_PROMPT, 1, 1, 8)

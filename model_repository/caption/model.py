@@ -22,7 +22,7 @@ class TritonPythonModel:
         graphs = open_stage_graphs(parameters, Path(args["model_repository"]).parent,
                                    [c.name for c in api.MINIGPT4_COMPONENTS], triton_glue.bls_stage,
                                    triton_glue.instance_device(args))
-        assets = Path(args["model_repository"]) / args["model_version"]
+        assets = triton_glue.verified_version_dir(args)
         self.recipe = CaptionRecipe(assets, graphs, graphs.step(api.MINIGPT4_LLM_STEP))
         self.input_names = [t.name for t in api.CAPTION_INPUTS]
 
@@ -32,5 +32,5 @@ class TritonPythonModel:
     def _caption(self, request):
         parsed = parse_caption(triton_glue.read_inputs(request, self.input_names))
         generation = self.recipe.config.generation_for(parsed.max_new_tokens)
-        caption = self.recipe(parsed.image, generation, keep_going=lambda: not request.is_cancelled()).caption
+        caption = self.recipe(parsed.image, generation, keep_going=triton_glue.watch(request)).caption
         return {api.CAPTION: np.array([caption.encode("utf-8")], dtype=object)}

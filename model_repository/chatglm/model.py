@@ -22,7 +22,7 @@ class TritonPythonModel:
         graphs = open_stage_graphs(parameters, Path(args["model_repository"]).parent,
                                    [c.name for c in api.CHATGLM_COMPONENTS], triton_glue.bls_stage,
                                    triton_glue.instance_device(args))
-        assets = Path(args["model_repository"]) / args["model_version"]
+        assets = triton_glue.verified_version_dir(args)
         self.recipe = ChatGLMRecipe(assets, graphs, graphs.step(api.CHATGLM_LLM_STEP))
         self.input_names = [t.name for t in api.CHATGLM_INPUTS]
 
@@ -32,5 +32,5 @@ class TritonPythonModel:
     def _chat(self, request):
         parsed = parse_text(triton_glue.read_inputs(request, self.input_names))
         generation = self.recipe.config.generation_for(parsed.max_new_tokens)
-        text = self.recipe(parsed.prompt, generation, keep_going=lambda: not request.is_cancelled()).text
+        text = self.recipe(parsed.prompt, generation, keep_going=triton_glue.watch(request)).text
         return {api.TEXT: np.array([text.encode("utf-8")], dtype=object)}

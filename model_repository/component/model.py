@@ -16,7 +16,8 @@ class TritonPythonModel:
         config = json.loads(args["model_config"])
         options = RuntimeOptions(**read_parameters(config, COMPONENT_PARAMETERS),
                                  device_id=triton_glue.instance_device(args))
-        self.runner = open_graph(Path(args["model_repository"]) / args["model_version"], options)
+        # check_manifest: a damaged graph fails this load, naming the file (musicgen.manifest)
+        self.runner = open_graph(Path(args["model_repository"]) / args["model_version"], options, check_manifest=True)
         self.input_names = [t["name"] for t in config["input"]]
         self.output_names = [t["name"] for t in config["output"]]
         check_feeds(self.runner, self.input_names)

@@ -19,7 +19,7 @@ from musicgen.audioldm.pipeline import AudioLDMRecipe
 from musicgen.audioldm.ranking import has_audio_encoder, response_outputs
 from musicgen.delivery import Delivery
 from musicgen.params import TEXT2MUSIC_PARAMETERS, read_parameters
-from musicgen.protocol import cancellation_probe, parse_text_to_music
+from musicgen.protocol import parse_text_to_music
 from musicgen.stage_graphs import open_stage_graphs
 from musicgen_client import interface as api
 
@@ -35,8 +35,7 @@ class TritonPythonModel:
         run_stage = open_stage_graphs(params, repository, graphs, triton_glue.bls_stage,
                                       triton_glue.instance_device(args))
         limits = EngineLimits(**{k: params[k] for k in EngineLimits.__dataclass_fields__})
-        self.recipe = AudioLDMRecipe(Path(args["model_repository"]) / args["model_version"], run_stage, limits,
-                                     repository=repository)
+        self.recipe = AudioLDMRecipe(triton_glue.verified_version_dir(args), run_stage, limits, repository=repository)
         if params["cuda_graphs"]:  # capture each batch size's graphs now, not under the first clients
             lengths = [float(length) for length in params["capture_lengths"].split(",")]
             self.recipe.warm_up(min(limits.max_active, limits.max_batch_requests), lengths)
@@ -63,7 +62,7 @@ class TritonPythonModel:
 
         self.recipe.engine.submit(Job(
             parsed.prompt, parsed.options, finish,
-            keep_going=cancellation_probe(respond.keep_going),
+            keep_going=triton_glue.watch(request, respond),
             progress=(lambda step, total: respond.progress(api.DENOISE, step, total)) if self.decoupled else None))
 
     def finalize(self):

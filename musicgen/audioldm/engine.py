@@ -253,6 +253,14 @@ class AudioLDMEngine:
         for job in list(self._active):
             self._wanted(job, f"after {job.step_index} of {len(job.timesteps)} steps" if job.timesteps
                          else "before it started")
+        # Waiting ones too: a request past its deadline, or whose client left, must not hold a waiting place
+        # (nor wait for a running one to end before it is answered).
+        with self._wake:
+            waiting = list(self._waiting)
+        for job in waiting:
+            if not self._wanted(job, "while waiting"):
+                with self._wake:
+                    self._waiting.remove(job)
 
     def _admit(self) -> List[Job]:
         admitted = []

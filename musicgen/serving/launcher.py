@@ -43,6 +43,7 @@ from collections import deque
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
+from . import shm
 from .control import TritonControl
 from .stubs import stub_processes
 from .watchdog import Watchdog
@@ -85,6 +86,15 @@ def check_model_repository(path: PathLike) -> Path:
             f"model repository {repo} {state}; build it with `make export`"
         )
     return repo
+
+
+def model_instances(repository: Path) -> int:
+    """How many model instances (stubs) the repository's configs ask for: each needs its /dev/shm region."""
+    total = 0
+    for config in Path(repository).glob("*/config.pbtxt"):
+        counts = re.findall(r"\bcount:\s*(\d+)", config.read_text())
+        total += sum(map(int, counts)) or 1
+    return total
 
 
 def is_loopback(host: str) -> bool:
@@ -344,6 +354,7 @@ class TritonServer:
             "--pinned-memory-pool-byte-size=0",
             "--disable-auto-complete-config",
             f"--exit-timeout-secs={self.exit_timeout_s}",
+            *shm.backend_flags(),  # the Python backend's /dev/shm regions (musicgen.serving.shm)
             # Explicit control, every model loaded at start: the same models as the default mode, and
             # the watchdog may unload and load one. No load order is needed (none calls another in
             # initialize()).
@@ -358,6 +369,10 @@ class TritonServer:
         if self.running:
             raise TritonServerError(f"tritonserver already running (pid {self.process.pid})")
         check_model_repository(self.model_repository)
+        try:
+            shm.check_room(model_instances(self.model_repository))
+        except shm.SharedMemoryError as exc:
+            raise TritonServerError(str(exc)) from None
         if not is_loopback(self.host):
             log.warning(
                 "listening on %s: the server is reachable from other machines, and Triton has no "

@@ -11,6 +11,7 @@ import tritonclient.http as httpclient
 from export.precision import write_variant
 from export.serving import Serving
 from musicgen.audioldm.config import AudioLDMConfig
+from musicgen.manifest import write_manifest
 from musicgen.repository import write_model
 from musicgen.runtime import RuntimeOptions, open_graph
 from musicgen.serving import TritonServer, TritonServerError, free_ports
@@ -27,6 +28,7 @@ def vocoder_repository(model_repository, root, precision, with_variant):
     shutil.copyfile(model_repository / VOCODER.name / "1" / "model.onnx", folder / "1" / "model.onnx")
     if with_variant:
         write_variant(folder / "1", precision, calibration=[])
+    write_manifest(folder / "1")  # as export does last
     return root
 
 

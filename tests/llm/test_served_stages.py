@@ -13,6 +13,7 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from musicgen.llm.recipes import CaptionRecipe, ChatGLMRecipe, TextGenConfig
+from musicgen.manifest import write_manifest
 from musicgen.stage_graphs import InProcessGraphs
 from musicgen.runtime import RuntimeOptions
 from musicgen_client import flow
@@ -36,6 +37,7 @@ def stage_copy(repository, out, graphs):
             values = json.loads(textgen.read_text())
             values["generation"]["stop_token_ids"] = []
             textgen.write_text(json.dumps(values))
+            write_manifest(out / folder.name / "1")  # as export would: the stage checks its files at load
         elif (folder / "config.pbtxt").exists():
             (out / folder.name).symlink_to(folder.resolve())
     return out

@@ -10,6 +10,7 @@ import pytest
 
 from musicgen.audioldm.config import AudioLDMConfig
 from musicgen.audioldm.engine import AudioLDMEngine, EngineLimits, Job
+from musicgen.cancellation import Watch
 from musicgen.protocol import AudioOptions, BadOutputError, CancelledError, UnavailableError
 from musicgen_client import interface as api
 
@@ -292,6 +293,22 @@ def test_a_full_queue_refuses_at_once():
     engine.submit(collector.job("a", *REQUESTS["a"]))
     with pytest.raises(UnavailableError, match="busy: 0 requests running and 1 waiting"):
         engine.submit(collector.job("b", *REQUESTS["b"]))
+
+
+def test_a_waiting_request_past_its_deadline_is_answered_at_once_and_frees_its_place():
+    collector, clock = Collector(), [0.0]
+    engine = make_engine(max_active=1, max_waiting=1)
+    engine.submit(collector.job("b", *REQUESTS["b"]))
+    engine.step()  # b runs
+    engine.submit(collector.job("a", *REQUESTS["a"], keep_going=Watch(lambda: False, 2.0, clock=lambda: clock[0])))
+    engine.step()
+    clock[0] = 2.0
+    engine.step()  # b still denoising: a is answered anyway
+    assert "b" not in collector.results
+    assert str(collector.results["a"]) == "deadline exceeded: the request's timeout of 2 s has passed"
+    engine.submit(collector.job("c", *REQUESTS["c"]))  # its waiting place is free again
+    run(engine)
+    assert set(collector.results) == {"a", "b", "c"}
 
 
 def test_the_serving_loop_survives_a_failing_cancellation_check():

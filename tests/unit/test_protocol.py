@@ -4,7 +4,7 @@ import pytest
 
 from musicgen import protocol
 from musicgen.protocol import (
-    AudioOptions, CancelledError, InvalidRequestError, StageError, StageUnavailableError, UnavailableError,
+    AudioOptions, CancelledError, DeadlineExceededError, InvalidRequestError, StageError, StageUnavailableError, UnavailableError,
     parse_text_to_music, status_of,
 )
 from musicgen_client import interface as api
@@ -49,7 +49,7 @@ def test_explicit_values_pass_through():
     (api.NUM_INFERENCE_STEPS, np.array([501], dtype=np.int32), "allowed 1 to 500"),
     (api.AUDIO_LENGTH_IN_S, np.array([np.nan], dtype=np.float32), "audio_length_in_s: nan is out of range"),
     (api.AUDIO_LENGTH_IN_S, np.array([np.inf], dtype=np.float32), "out of range"),
-    (api.AUDIO_LENGTH_IN_S, np.array([61.0], dtype=np.float32), "allowed 0.0 to 60.0"),
+    (api.AUDIO_LENGTH_IN_S, np.array([31.0], dtype=np.float32), "allowed 0.0 to 30.0"),
     (api.GUIDANCE_SCALE, np.array([-1.0], dtype=np.float32), "guidance_scale: -1.0 is out of range"),
     (api.SEED, np.array([-5], dtype=np.int64), "seed: -5 is out of range"),
     (api.NUM_WAVEFORMS_PER_PROMPT, np.array([0], dtype=np.int32), "num_waveforms_per_prompt: 0 is out of range: allowed 1 to 8"),
@@ -89,6 +89,7 @@ def test_model_minimum_length_is_enforced():
 def test_status_mapping():
     assert status_of(StageError("audioldm_unet", "boom")) == "internal"
     assert status_of(CancelledError("gone")) == "cancelled"
+    assert status_of(DeadlineExceededError("the request's timeout of 2 s has passed")) == "deadline_exceeded"
     assert status_of(UnavailableError("busy")) == "unavailable"
     down = StageUnavailableError("caption", "Stub process 'caption_0_0' is not healthy.")
     assert status_of(down) == "unavailable" and str(down).startswith("stage caption failed: ")
@@ -105,12 +106,12 @@ def test_cancellation_is_asked_at_most_every_interval_and_sticks(monkeypatch):
     clock, answers = [0.0], iter([False, True])
     monkeypatch.setattr(protocol.time, "monotonic", lambda: clock[0])
     asked = []
-    keep_going = protocol.cancellation_probe(lambda: asked.append(clock[0]) or next(answers), every_s=0.02)
-    assert keep_going() and keep_going()  # the second call, at the same time, does not ask again
+    cancelled = protocol.throttled(lambda: asked.append(clock[0]) or next(answers), every_s=0.02)
+    assert not cancelled() and not cancelled()  # the second call, at the same time, does not ask again
     clock[0] = 0.01
-    assert keep_going()
+    assert not cancelled()
     clock[0] = 0.03
-    assert not keep_going()
+    assert cancelled()
     clock[0] = 1.0
-    assert not keep_going()  # once cancelled, never asked again
+    assert cancelled()  # once cancelled, never asked again
     assert asked == [0.0, 0.03]

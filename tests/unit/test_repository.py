@@ -65,3 +65,18 @@ def test_stream_variant_is_the_decoupled_twin(tmp_path):
     # One backend: the twin's model.py is the unary model's.
     assert (write_model(tmp_path, stream) / "1" / "model.py").read_text() == \
         (write_model(tmp_path, unary) / "1" / "model.py").read_text()
+
+
+def test_queue_bound_renders_triton_s_queue_policy():
+    from export.serving import COMPONENT_QUEUE_SIZE, STAGES, Serving
+
+    spec = api.COMPONENTS_BY_NAME[api.AUDIOLDM_UNET]
+    policy = parse(Serving().component_entry(spec).render_config(TEMPLATE.read_text())).dynamic_batching
+    assert policy.default_queue_policy.max_queue_size == COMPONENT_QUEUE_SIZE
+    assert policy.default_queue_policy.timeout_action == model_config_pb2.ModelQueuePolicy.REJECT
+    assert policy.default_queue_policy.allow_timeout_override
+    caption = parse(STAGES[api.CAPTION].render_config(TEMPLATE.read_text()))
+    assert caption.dynamic_batching.default_queue_policy.max_queue_size > 8  # image2music's 8 workers fit
+    # The models answering from their own threads bound their own queues: no Triton queue policy.
+    for name in (api.TEXT2MUSIC, api.IMAGE2MUSIC):
+        assert not parse(STAGES[name].render_config(TEMPLATE.read_text())).HasField("dynamic_batching")
