@@ -10,7 +10,7 @@ import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Mapping, Sequence
+from typing import Any, Dict, Mapping, Sequence, Tuple
 
 from musicgen_client.interface import TensorSpec
 
@@ -70,14 +70,20 @@ class ModelEntry:
     parameters: Dict[str, Any] = field(default_factory=dict)
     instance_count: int = 1
     instance_kind: str = "KIND_CPU"
+    # KIND_GPU only: the GPUs that get `instance_count` instances each; empty: every GPU the server sees (one
+    # GPU per pod in Kubernetes). Each instance is told its GPU (musicgen.devices.instance_device_id).
+    gpus: Tuple[int, ...] = ()
 
     def render_config(self, template: str) -> str:
+        if self.gpus and self.instance_kind != "KIND_GPU":
+            raise ValueError(f"{self.name}: gpus {list(self.gpus)} given for a {self.instance_kind} instance group")
         return fill_template(template, {
             "name": self.name,
             "inputs": tensor_block("input", self.inputs),
             "outputs": tensor_block("output", self.outputs),
             "instance_kind": self.instance_kind,
             "instance_count": self.instance_count,
+            "gpus": f" gpus: [ {', '.join(map(str, self.gpus))} ]" if self.gpus else "",
             "parameters": parameters_block(self.schema, self.parameters),
         })
 
