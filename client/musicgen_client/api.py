@@ -76,6 +76,8 @@ _POLL_INTERVAL_S = 0.5
 # Statuses meaning "nobody is serving right now" rather than "your request is wrong":
 # gRPC codes as tritonclient spells them, and HTTP 503 (Triton's UNAVAILABLE).
 _UNAVAILABLE_STATUSES = frozenset({"StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED", "503"})
+# ... and "your request is wrong" (HTTP 400 / gRPC INVALID_ARGUMENT): sending it again will not help.
+_BAD_REQUEST_STATUSES = frozenset({"StatusCode.INVALID_ARGUMENT", "400"})
 
 
 class MusicClientError(Exception):
@@ -102,6 +104,11 @@ class MusicServiceError(MusicClientError):
         self.status = status
         self.message = message
         super().__init__(f"server error ({status}): {message}" if status else f"server error: {message}")
+
+    @property
+    def bad_request(self) -> bool:
+        """The server refused the request itself (a field out of range, a corrupt image), not failed it."""
+        return self.status in _BAD_REQUEST_STATUSES
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: comparing ndarrays elementwise has no single truth value
