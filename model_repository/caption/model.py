@@ -4,6 +4,7 @@ A thin adapter over musicgen.llm.recipes.CaptionRecipe. The minigpt4_* graphs ru
 stays in the runtime between decode steps) or, with the `graphs` parameter set to served, over BLS.
 """
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ class TritonPythonModel:
         assets = Path(args["model_repository"]) / args["model_version"]
         self.recipe = CaptionRecipe(assets, graphs, graphs.step(api.MINIGPT4_LLM_STEP))
         self.input_names = [t.name for t in api.CAPTION_INPUTS]
+        self.metrics = triton_glue.GenerationMetrics(api.CAPTION)
 
     def execute(self, requests):
         return triton_glue.respond_each(requests, self._caption)
@@ -31,5 +33,7 @@ class TritonPythonModel:
     def _caption(self, request):
         parsed = parse_caption(triton_glue.read_inputs(request, self.input_names))
         generation = self.recipe.config.generation_for(parsed.max_new_tokens)
-        caption = self.recipe(parsed.image, generation, keep_going=lambda: not request.is_cancelled()).caption
-        return {api.CAPTION: np.array([caption.encode("utf-8")], dtype=object)}
+        start = time.monotonic()
+        result = self.recipe(parsed.image, generation, keep_going=lambda: not request.is_cancelled())
+        self.metrics.observe(len(result.token_ids), time.monotonic() - start)
+        return {api.CAPTION: np.array([result.caption.encode("utf-8")], dtype=object)}

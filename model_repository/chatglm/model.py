@@ -4,6 +4,7 @@ A thin adapter over musicgen.llm.recipes.ChatGLMRecipe. The chatglm_llm_step gra
 cache stays in the runtime between decode steps) or, with the `graphs` parameter set to served, over BLS.
 """
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ class TritonPythonModel:
         assets = Path(args["model_repository"]) / args["model_version"]
         self.recipe = ChatGLMRecipe(assets, graphs, graphs.step(api.CHATGLM_LLM_STEP))
         self.input_names = [t.name for t in api.CHATGLM_INPUTS]
+        self.metrics = triton_glue.GenerationMetrics(api.CHATGLM)
 
     def execute(self, requests):
         return triton_glue.respond_each(requests, self._chat)
@@ -31,5 +33,7 @@ class TritonPythonModel:
     def _chat(self, request):
         parsed = parse_text(triton_glue.read_inputs(request, self.input_names))
         generation = self.recipe.config.generation_for(parsed.max_new_tokens)
-        text = self.recipe(parsed.prompt, generation, keep_going=lambda: not request.is_cancelled()).text
-        return {api.TEXT: np.array([text.encode("utf-8")], dtype=object)}
+        start = time.monotonic()
+        result = self.recipe(parsed.prompt, generation, keep_going=lambda: not request.is_cancelled())
+        self.metrics.observe(len(result.token_ids), time.monotonic() - start)
+        return {api.TEXT: np.array([result.text.encode("utf-8")], dtype=object)}

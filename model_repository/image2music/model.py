@@ -26,9 +26,10 @@ class TritonPythonModel:
         self.flow = ImageToMusic(triton_glue.bls_call)
         self.input_names = [t.name for t in api.IMAGE2MUSIC_INPUTS]
         self.pool = ThreadPoolExecutor(params["max_concurrent"], thread_name_prefix="image2music")
+        self.metrics = triton_glue.RequestMetrics(api.IMAGE2MUSIC)
 
     def execute(self, requests):
-        triton_glue.respond_from_pool(requests, self.pool, self._generate)
+        triton_glue.respond_from_pool(requests, self.pool, self._generate, self.metrics)
         return None
 
     def _generate(self, request):
