@@ -3,9 +3,11 @@
 Triton tells each Python model instance its kind and device (`initialize(args)`: `model_instance_kind` "CPU" or
 "GPU", `model_instance_device_id`): with `instance_group { kind: KIND_GPU }` and no `gpus` list it starts
 one instance per visible GPU, each told its own id, so an instance that always opens device 0 piles every
-instance onto GPU 0. And onnxruntime, asked for the CUDA provider it cannot load (CPU-only wheel, missing
-CUDA or cuDNN libraries), only warns and runs on the CPU: a GPU deployment would serve, 50x slower, without
-an error. These functions turn both into explicit choices and clear load failures; no Triton import.
+instance onto GPU 0. And onnxruntime, asked for a CUDA provider it cannot start, builds the session on the
+CPU without an error: measured on an H200, the CPU-only onnxruntime 1.30 only warns, and onnxruntime-gpu 1.31.1
+given device_id 1 on that one-GPU machine prints "Falling back to ['CPUExecutionProvider']" and carries on. A GPU
+deployment would serve many times slower and look healthy. These functions turn both into explicit choices and
+clear load failures; no Triton import.
 """
 from __future__ import annotations
 
@@ -57,6 +59,6 @@ def require_device_providers(active: Sequence[str], device: str, available: Sequ
     if device == GPU and CUDA_PROVIDER not in active:
         reason = ("this onnxruntime has no CUDA provider: install onnxruntime-gpu instead of onnxruntime"
                   if CUDA_PROVIDER not in available else
-                  "the CUDA provider did not load: check that CUDA and cuDNN libraries of the versions this "
-                  "onnxruntime-gpu was built for are on the library path, and that a GPU is visible")
+                  "the CUDA provider did not start: a device_id that is not a visible GPU, or CUDA and cuDNN "
+                  "libraries of the versions this onnxruntime-gpu was built for missing from the library path")
         raise DeviceUnavailableError(f"device gpu: the session runs on {list(active)}, not on the GPU: {reason}")
