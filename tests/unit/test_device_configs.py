@@ -69,3 +69,14 @@ def test_a_packed_stub_environment_passes_the_parameter_reader(tmp_path):
     config = text_format.Parse(text, mc.ModelConfig())
     values = read_parameters(as_triton_json(config), GRAPH_STAGES[api.TEXT2MUSIC])
     assert values["device"] == "gpu" and "EXECUTION_ENV_PATH" not in values
+
+
+def test_export_takes_gpus_only_with_the_gpu_device(tmp_path, capsys):
+    from export.__main__ import main as export_main
+
+    for argv, message in [(["--gpus", "0"], "--gpus: only with --device gpu"),
+                          (["--device", "gpu", "--gpus", "0,x"], "expected GPU ids like 0,1")]:
+        with pytest.raises(SystemExit) as exit_info:
+            export_main(["audioldm", "--preset", "tiny", "--out", str(tmp_path), *argv])
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())  # refused before anything was written
