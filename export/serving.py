@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Dict, Mapping
+from typing import Dict, Mapping, Tuple
 
 from musicgen.params import COMPONENT_PARAMETERS, IMAGE2MUSIC_PARAMETERS, TEXT2MUSIC_PARAMETERS, TEXTGEN_PARAMETERS
 from musicgen.precision import FP32, render_precisions
@@ -31,16 +31,18 @@ LLM_STAGE_QUEUE_SIZE = 32
 @dataclass(frozen=True)
 class Serving:
     """How the graph models are served: runtime, device, and the precision variant per component (both graph
-    formats and the fp32 ONNX graph are always exported; a component not in `precisions` serves fp32)."""
+    formats and the fp32 ONNX graph are always exported; a component not in `precisions` serves fp32).
+    `gpus` (device gpu only): the GPUs each model gets an instance on; empty: every GPU the server sees."""
 
     backend: str = "onnxruntime"
     device: str = "cpu"
     precisions: Mapping[str, str] = field(default_factory=dict)
+    gpus: Tuple[int, ...] = ()
 
     def component_entry(self, spec: api.ComponentSpec) -> ModelEntry:
         return ModelEntry(spec.name, "component", spec.inputs, spec.outputs, COMPONENT_PARAMETERS,
                           self.runtime_parameters() | {"precision": self.precisions.get(spec.name, FP32)},
-                          instance_kind=self.instance_kind, max_queue_size=COMPONENT_QUEUE_SIZE)
+                          instance_kind=self.instance_kind, max_queue_size=COMPONENT_QUEUE_SIZE, gpus=self.gpus)
 
     def runtime_parameters(self) -> dict:
         """What a stage model running graphs in process is told: the runtime, and each graph's precision."""
@@ -83,7 +85,7 @@ def write_stage(repository: Path, name: str, serving: Serving = Serving(), param
     entry = replace(STAGES[name], parameters=dict(parameters))
     if name in GRAPH_STAGES:
         entry = replace(entry, schema=GRAPH_STAGES[name], parameters=serving.runtime_parameters() | entry.parameters,
-                        instance_kind=serving.instance_kind)
+                        instance_kind=serving.instance_kind, gpus=serving.gpus)
     entries = [entry] + ([entry.stream_variant()] if name in api.STREAM_VARIANTS else [])
     folders = [write_model(repository, e) for e in entries]
     logger.info("%s written to %s", " and ".join(e.name for e in entries), ", ".join(map(str, folders)))

@@ -15,7 +15,7 @@ uncaptured through the same binding path instead of capturing without bound.
 from __future__ import annotations
 
 import logging
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Tuple
 
 import numpy as np
 
@@ -114,18 +114,3 @@ class CudaGraphRunner:
             bound = self._bound[signature] = _Bound(self._session, self._ort, padded, self._device_id, graph_id)
             logger.info("CUDA graph %d for %s", graph_id, signature)
         return [output[:rows] for output in bound.run(self._session, self._ort, padded)]
-
-
-def cuda_provider(device_id: int, cuda_graphs: bool, tf32: bool) -> Tuple[str, Dict[str, str]]:
-    """The CUDA execution provider entry for an onnxruntime session."""
-    return ("CUDAExecutionProvider", {"device_id": str(device_id), "enable_cuda_graph": "1" if cuda_graphs else "0",
-                                      "use_tf32": "1" if tf32 else "0"})
-
-
-def require_cuda(active: Sequence[str], available: Sequence[str]) -> None:
-    """A graph asked to run on the GPU and left on the CPU is a misconfiguration, not a slow success."""
-    if "CUDAExecutionProvider" not in active:
-        raise RuntimeError(
-            "device gpu: onnxruntime did not start its CUDA provider (this onnxruntime offers "
-            f"{', '.join(available)}). Install onnxruntime-gpu (not onnxruntime) built for this CUDA, with cuDNN "
-            "and cuBLAS on the library path, or serve with device cpu")

@@ -92,14 +92,20 @@ IMAGE2MUSIC_PARAMETERS = (
 )
 
 
+# Parameters the Python backend itself reads from any model's config (not ours to parse): a packed Python
+# environment for the stub (conda-pack tarball or folder) and whether inputs are always copied to the CPU.
+TRITON_PARAMETERS = frozenset({"EXECUTION_ENV_PATH", "FORCE_CPU_ONLY_INPUT_TENSORS"})
+
+
 def read_parameters(model_config: Dict[str, Any], schema: Sequence[Param]) -> Dict[str, Any]:
     """Parse the `parameters` of a model config (Triton's JSON form) against `schema`.
 
-    Unknown keys fail, naming the known ones; absent keys take their default.
+    Unknown keys fail, naming the known ones; absent keys take their default. Triton's own keys
+    (`TRITON_PARAMETERS`) pass through unread: the backend has used them before `initialize()` runs.
     """
     known = {p.name: p for p in schema}
     raw = model_config.get("parameters", {}) or {}
-    unknown = sorted(set(raw) - set(known))
+    unknown = sorted(set(raw) - set(known) - TRITON_PARAMETERS)
     if unknown:
         raise ValueError(f"unknown parameters {unknown}: this model takes {sorted(known)}")
     values = {}

@@ -10,7 +10,7 @@ import re
 import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Sequence
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 from musicgen_client.interface import PROGRESS_OUTPUTS, STREAM_VARIANTS, TensorSpec
 
@@ -83,14 +83,20 @@ class ModelEntry:
     instance_kind: str = "KIND_CPU"
     decoupled: bool = False  # any number of responses per request: streams only (HTTP /infer answers 501)
     max_queue_size: Optional[int] = None  # see queue_block
+    # KIND_GPU only: the GPUs that get `instance_count` instances each; empty: every GPU the server sees (one
+    # GPU per pod in Kubernetes). Each instance is told its GPU (musicgen.devices.instance_device_id).
+    gpus: Tuple[int, ...] = ()
 
     def render_config(self, template: str) -> str:
+        if self.gpus and self.instance_kind != "KIND_GPU":
+            raise ValueError(f"{self.name}: gpus {list(self.gpus)} given for a {self.instance_kind} instance group")
         return fill_template(template, {
             "name": self.name,
             "inputs": tensor_block("input", self.inputs),
             "outputs": tensor_block("output", self.outputs),
             "instance_kind": self.instance_kind,
             "instance_count": self.instance_count,
+            "gpus": f" gpus: [ {', '.join(map(str, self.gpus))} ]" if self.gpus else "",
             "parameters": parameters_block(self.schema, self.parameters),
             "transaction_policy": "model_transaction_policy { decoupled: true }" if self.decoupled else "",
             "scheduling": queue_block(self.max_queue_size),

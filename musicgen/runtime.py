@@ -16,7 +16,8 @@ import numpy as np
 from musicgen_client.interface import COMPONENTS_BY_NAME
 
 from . import manifest
-from .cuda_graphs import CudaGraphRunner, cuda_provider, require_cuda
+from .cuda_graphs import CudaGraphRunner
+from .devices import onnx_providers, require_device_providers
 from .precision import FP32, ONNX_FILE, PRECISIONS, onnx_file  # noqa: F401 - ONNX_FILE: the fp32 graph, for callers
 
 logger = logging.getLogger(__name__)
@@ -69,15 +70,13 @@ class OnnxRunner(GraphRunner):
         if options.threads:
             so.intra_op_num_threads = options.threads
         so.add_session_config_entry("session.intra_op.allow_spinning", "1" if options.allow_spinning else "0")
-        providers: list = ["CPUExecutionProvider"]
-        if options.device == "gpu":
-            providers.insert(0, cuda_provider(options.device_id, options.cuda_graphs, options.tf32))
-        self._session = ort.InferenceSession(model if isinstance(model, bytes) else str(model), so, providers=providers)
+        cuda_options = {"enable_cuda_graph": "1" if options.cuda_graphs else "0", "use_tf32": "1" if options.tf32 else "0"}
+        self._session = ort.InferenceSession(model if isinstance(model, bytes) else str(model), so,
+                                             providers=onnx_providers(options.device, options.device_id, cuda_options))
         self.input_names = [i.name for i in self._session.get_inputs()]
         self.output_names = [o.name for o in self._session.get_outputs()]
         self.providers = self._session.get_providers()
-        if options.device == "gpu":
-            require_cuda(self.providers, ort.get_available_providers())
+        require_device_providers(self.providers, options.device, ort.get_available_providers())
         self._graphs = CudaGraphRunner(self._session, ort, options.device_id) if options.cuda_graphs else None
 
     def run(self, feeds: Dict[str, np.ndarray]) -> List[np.ndarray]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
@@ -32,11 +33,6 @@ logger = logging.getLogger(__name__)
 _ERROR_CODES = {"invalid_argument": "INVALID_ARG", "cancelled": "CANCELLED", "deadline_exceeded": "CANCELLED",
                 "unavailable": "UNAVAILABLE", "internal": "INTERNAL"}
 _FLAGS = CancelFlags()
-
-
-def instance_device(args: Dict[str, str]) -> int:
-    """The GPU Triton gave this model instance (KIND_GPU spreads instances over the GPUs; KIND_CPU says 0)."""
-    return int(args.get("model_instance_device_id") or 0)
 
 
 def watch(request, responder: Optional["Responder"] = None) -> Watch:
@@ -145,18 +141,25 @@ def respond_later(requests, submit: Callable[[object, Responder], None], decoupl
 
 
 def respond_from_pool(requests, pool: BoundedPool, handle: Callable[[object, Responder], Dict[str, np.ndarray]],
-                      decoupled: bool = False) -> None:
+                      decoupled: bool = False, metrics: Optional["RequestMetrics"] = None) -> None:
     """Run each request's `handle(request, responder) -> outputs` on a worker of `pool` and answer it from
     there: one model instance works on as many requests at once as the pool has workers; a full pool answers
-    503."""
+    503. Triton's own request duration ends when `execute` returns, so `metrics` times each request to its
+    answer."""
     def submit(request, respond: Responder) -> None:
+        submitted = time.monotonic()
+
         def run() -> None:
             try:
                 outputs = handle(request, respond)
             except Exception as exc:  # noqa: BLE001 - becomes this request's error response
                 respond(None, exc)
+                outcome = status_of(exc)
             else:
                 respond(outputs, None)
+                outcome = "success"
+            if metrics is not None:
+                metrics.finished(outcome, time.monotonic() - submitted)
         pool.submit(run)
 
     respond_later(requests, submit, decoupled)
@@ -243,30 +246,27 @@ def bls_stage(name: str, feeds: Dict[str, np.ndarray]) -> List[np.ndarray]:
     return [outputs[n] for n in names]
 
 
-class EngineMetrics(EngineObserver):
-    """The AudioLDM engine's reports as Prometheus metrics beside Triton's own on the metrics port.
+_SECONDS = [0.005, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300]
 
-    Each metric update is a round trip from this stub to the server process: a few per denoising step cost
-    more than a GPU UNet step's share of the host time. So the engine thread records them here and sends them
-    when a request ends (before its response goes out: a client that reads the metrics after its answer sees
-    its request counted) or when `flush_s` has passed, for long requests.
+
+class RequestMetrics:
+    """Requests ended by outcome and their latency, for a model that answers after `execute` returned (Triton's
+    nv_inference_request_duration_us then covers `execute` alone: measured 0.6 ms for a 1.7 s text2music request).
+    The families are the same in every model that has them (text2music, image2music), told apart by `model`.
+
+    Each metric update is a round trip from this stub to the server process: a few per denoising step cost more
+    than a GPU UNet step's share of the host time. So updates are recorded here and sent when a request ends
+    (before its response goes out: a client that reads the metrics after its answer sees its request counted)
+    or once `flush_s` has passed, for long requests.
     """
-
-    _SIZES = [1, 2, 4, 8, 16, 32, 64]
-    _SECONDS = [0.005, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300]
 
     def __init__(self, model: str, flush_s: float = 1.0):
         family = pb_utils.MetricFamily
         self.model = model
-        self._batch_size = family("musicgen_batch_size", "requests per component call of the batching engine",
-                                  family.HISTOGRAM)
-        self._stage_seconds = family("musicgen_stage_seconds", "seconds per component call", family.HISTOGRAM)
-        self._steps = family("musicgen_denoise_steps_total", "denoising steps done, summed over requests",
-                             family.COUNTER)
         self._requests = family("musicgen_requests_total", "requests ended, by outcome", family.COUNTER)
         self._latency = family("musicgen_request_seconds", "seconds from submission to answer", family.HISTOGRAM)
-        self._depth = family("musicgen_engine_requests", "requests in the engine, by state", family.GAUGE)
         self._metrics: Dict[tuple, object] = {}
+        self._lock = threading.Lock()  # image2music's workers end requests concurrently
         self._pending: List[Tuple[object, str, float]] = []  # (metric, "observe" or "increment", value)
         self._gauges: Dict[object, float] = {}  # a gauge's last value is all that counts
         self._flush_s, self._flushed_at = flush_s, time.monotonic()
@@ -278,32 +278,71 @@ class EngineMetrics(EngineObserver):
             self._metrics[key] = family.Metric(labels=labels, buckets=buckets) if buckets else family.Metric(labels=labels)
         return self._metrics[key]
 
-    def batch(self, stage: str, items: int, seconds: float) -> None:
-        self._pending.append((self._metric(self._batch_size, self._SIZES, stage=stage), "observe", items))
-        self._pending.append((self._metric(self._stage_seconds, self._SECONDS, stage=stage), "observe", seconds))
-        if stage == api.AUDIOLDM_UNET:
-            self._pending.append((self._metric(self._steps), "increment", items))
-        self._flush_when_due()
-
-    def finished(self, outcome: str, seconds: float) -> None:
-        self._pending.append((self._metric(self._requests, outcome=outcome), "increment", 1))
-        self._pending.append((self._metric(self._latency, self._SECONDS, outcome=outcome), "observe", seconds))
-        self.flush()
-
-    def depth(self, active: int, waiting: int) -> None:
-        self._gauges[self._metric(self._depth, state="active")] = active
-        self._gauges[self._metric(self._depth, state="waiting")] = waiting
-        self._flush_when_due()
-
-    def _flush_when_due(self) -> None:
-        if time.monotonic() - self._flushed_at >= self._flush_s:
+    def _record(self, metric, update: str, value: float) -> None:
+        with self._lock:
+            if update == "set":
+                self._gauges[metric] = value
+            else:
+                self._pending.append((metric, update, value))
+            due = time.monotonic() - self._flushed_at >= self._flush_s
+        if due:
             self.flush()
 
+    def finished(self, outcome: str, seconds: float) -> None:
+        with self._lock:
+            self._pending.append((self._metric(self._requests, outcome=outcome), "increment", 1))
+            self._pending.append((self._metric(self._latency, _SECONDS, outcome=outcome), "observe", seconds))
+        self.flush()
+
     def flush(self) -> None:
-        pending, self._pending = self._pending, []
-        gauges, self._gauges = self._gauges, {}
-        for metric, update, value in pending:
+        with self._lock:
+            pending, self._pending = self._pending, []
+            gauges, self._gauges = self._gauges, {}
+            self._flushed_at = time.monotonic()
+        for metric, update, value in pending + [(metric, "set", value) for metric, value in gauges.items()]:
             getattr(metric, update)(value)
-        for metric, value in gauges.items():
-            metric.set(value)
-        self._flushed_at = time.monotonic()
+
+
+class EngineMetrics(RequestMetrics, EngineObserver):
+    """The AudioLDM engine's reports as Prometheus metrics beside Triton's own on the metrics port."""
+
+    _SIZES = [1, 2, 4, 8, 16, 32, 64]
+
+    def __init__(self, model: str):
+        super().__init__(model)
+        family = pb_utils.MetricFamily
+        self._batch_size = family("musicgen_batch_size", "requests per component call of the batching engine",
+                                  family.HISTOGRAM)
+        self._stage_seconds = family("musicgen_stage_seconds", "seconds per component call", family.HISTOGRAM)
+        self._steps = family("musicgen_denoise_steps_total", "denoising steps done, summed over requests",
+                             family.COUNTER)
+        self._depth = family("musicgen_engine_requests", "requests in the engine, by state", family.GAUGE)
+
+    def batch(self, stage: str, items: int, seconds: float) -> None:
+        self._record(self._metric(self._batch_size, self._SIZES, stage=stage), "observe", items)
+        self._record(self._metric(self._stage_seconds, _SECONDS, stage=stage), "observe", seconds)
+        if stage == api.AUDIOLDM_UNET:
+            self._record(self._metric(self._steps), "increment", items)
+
+    def depth(self, active: int, waiting: int) -> None:
+        self._record(self._metric(self._depth, state="active"), "set", active)
+        self._record(self._metric(self._depth, state="waiting"), "set", waiting)
+
+
+class GenerationMetrics:
+    """An LLM stage's (caption, chatglm) requests as Prometheus metrics: tokens generated and seconds per request,
+    so that tokens/s is rate(musicgen_generated_tokens_total) / rate(musicgen_generation_seconds_sum)."""
+
+    def __init__(self, model: str):
+        family = pb_utils.MetricFamily
+        labels = {"model": model}
+        # The families must outlive their metrics (Triton refuses to update a metric of a deleted family): keep both.
+        self._families = (family("musicgen_generated_tokens_total", "tokens generated by an LLM stage", family.COUNTER),
+                          family("musicgen_generation_seconds", "seconds per LLM stage request, the image or prompt "
+                                 "encoding included", family.HISTOGRAM))
+        self._tokens = self._families[0].Metric(labels=labels)
+        self._seconds = self._families[1].Metric(labels=labels, buckets=_SECONDS)
+
+    def observe(self, tokens: int, seconds: float) -> None:
+        self._tokens.increment(tokens)
+        self._seconds.observe(seconds)

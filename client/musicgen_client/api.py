@@ -99,6 +99,8 @@ _REFUSED_STATUSES = frozenset({"StatusCode.UNAVAILABLE", "503"})
 # The gRPC deadline is this much later than the server's own (the request's `timeout`), so that the server's
 # clear "deadline exceeded" answer arrives before the transport gives up on it.
 _DEADLINE_GRACE_S = 2.0
+# ... and "your request is wrong" (HTTP 400 / gRPC INVALID_ARGUMENT): sending it again will not help.
+_BAD_REQUEST_STATUSES = frozenset({"StatusCode.INVALID_ARGUMENT", "400"})
 
 
 class MusicClientError(Exception):
@@ -127,6 +129,11 @@ class MusicServiceError(MusicClientError):
         self.status = status
         self.message = message
         super().__init__(f"server error ({status}): {message}" if status else f"server error: {message}")
+
+    @property
+    def bad_request(self) -> bool:
+        """The server refused the request itself (a field out of range, a corrupt image), not failed it."""
+        return self.status in _BAD_REQUEST_STATUSES
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: comparing ndarrays elementwise has no single truth value

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from musicgen import triton_glue
+from musicgen.devices import instance_device_id
 from musicgen.params import COMPONENT_PARAMETERS, read_parameters
 from musicgen.runtime import RuntimeOptions, check_feeds, open_graph
 
@@ -14,8 +15,8 @@ from musicgen.runtime import RuntimeOptions, check_feeds, open_graph
 class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
-        options = RuntimeOptions(**read_parameters(config, COMPONENT_PARAMETERS),
-                                 device_id=triton_glue.instance_device(args))
+        parameters = read_parameters(config, COMPONENT_PARAMETERS)
+        options = RuntimeOptions(**parameters, device_id=instance_device_id(args, parameters["device"]))
         # check_manifest: a damaged graph fails this load, naming the file (musicgen.manifest)
         self.runner = open_graph(Path(args["model_repository"]) / args["model_version"], options, check_manifest=True)
         self.input_names = [t["name"] for t in config["input"]]

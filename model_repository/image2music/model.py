@@ -33,9 +33,10 @@ class TritonPythonModel:
         self.min_audio_length_in_s = AudioLDMConfig.load(text2music_assets).min_audio_length_in_s
         self.input_names = [t.name for t in api.IMAGE2MUSIC_INPUTS]
         self.pool = BoundedPool(params["max_concurrent"], params["max_waiting"], "image2music")
+        self.metrics = triton_glue.RequestMetrics(model_config["name"])
 
     def execute(self, requests):
-        triton_glue.respond_from_pool(requests, self.pool, self._generate, self.decoupled)
+        triton_glue.respond_from_pool(requests, self.pool, self._generate, self.decoupled, self.metrics)
         return None
 
     def _generate(self, request, respond):

@@ -18,6 +18,7 @@ from musicgen.audioldm.engine import EngineLimits, Job
 from musicgen.audioldm.pipeline import AudioLDMRecipe
 from musicgen.audioldm.ranking import has_audio_encoder, response_outputs
 from musicgen.delivery import Delivery
+from musicgen.devices import instance_device_id
 from musicgen.params import TEXT2MUSIC_PARAMETERS, read_parameters
 from musicgen.protocol import parse_text_to_music
 from musicgen.stage_graphs import open_stage_graphs
@@ -33,7 +34,7 @@ class TritonPythonModel:
         graphs = [c.name for c in api.AUDIOLDM_COMPONENTS]
         graphs += [api.AUDIOLDM_CLAP_AUDIO] if has_audio_encoder(repository) else []
         run_stage = open_stage_graphs(params, repository, graphs, triton_glue.bls_stage,
-                                      triton_glue.instance_device(args))
+                                      instance_device_id(args, params["device"]))
         limits = EngineLimits(**{k: params[k] for k in EngineLimits.__dataclass_fields__})
         self.recipe = AudioLDMRecipe(triton_glue.verified_version_dir(args), run_stage, limits, repository=repository)
         if params["cuda_graphs"]:  # capture each batch size's graphs now, not under the first clients

@@ -4,6 +4,8 @@ The LLM graphs' token parity with paddlenlp's eager generate is tested in tests/
 equal its stages called one by one, repeat exactly for the same image and seed, and refuse bad images with 400.
 """
 
+import time
+
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
@@ -11,6 +13,7 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from cases import BAD_IMAGES, PHOTO  # tests/cases.py
+from metrics import metric_value  # tests/metrics.py
 from musicgen.llm.recipes import ImageToMusicPrompt
 from musicgen.runtime import RuntimeOptions, local_stage_runner
 from musicgen_client import flow
@@ -62,6 +65,22 @@ def test_outputs_and_exact_repeat_over_grpc(triton_server, served):
         assert text(again, name) == text(served, name)
     assert np.array_equal(again.as_numpy(api.AUDIO), served.as_numpy(api.AUDIO))
 
+
+def test_requests_and_latency_appear_on_the_metrics_port(triton_server, served):
+    """image2music answers after execute() returned: its own latency metric times the request to its answer."""
+    labels = {"model": api.IMAGE2MUSIC, "outcome": "success"}
+    before = {name: metric_value(triton_server, name, **labels)
+              for name in ("musicgen_requests_total", "musicgen_request_seconds_count", "musicgen_request_seconds_sum")}
+    start = time.monotonic()
+    call(triton_server, api.IMAGE2MUSIC, {**image_input(PHOTO), **OPTIONS})
+    elapsed = time.monotonic() - start
+    assert metric_value(triton_server, "musicgen_requests_total", **labels) == before["musicgen_requests_total"] + 1
+    assert metric_value(triton_server, "musicgen_request_seconds_count", **labels) == (
+        before["musicgen_request_seconds_count"] + 1)
+    seconds = metric_value(triton_server, "musicgen_request_seconds_sum", **labels) - before["musicgen_request_seconds_sum"]
+    assert 0 < seconds <= elapsed
+    # text2music, in the other stub, has the same families: both models' series are there.
+    assert metric_value(triton_server, "musicgen_requests_total", model=api.TEXT2MUSIC, outcome="success") >= 1
 
 def test_stages_called_alone_give_the_same_results(triton_server, served):
     caption = text(call(triton_server, api.CAPTION, image_input(PHOTO)), api.CAPTION)

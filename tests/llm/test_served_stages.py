@@ -12,6 +12,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
+from metrics import metric_value  # tests/metrics.py
 from musicgen.llm.recipes import CaptionRecipe, ChatGLMRecipe, TextGenConfig
 from musicgen.manifest import write_manifest
 from musicgen.stage_graphs import InProcessGraphs
@@ -107,3 +108,14 @@ def test_a_cancelled_request_stops_inside_the_token_loop(servers):
         assert time.monotonic() < deadline, "the model never reported the cancellation"
         time.sleep(0.05)
     assert len(found) == 1 and int(found[0]) < 4000
+
+
+def test_generated_tokens_and_seconds_appear_on_the_metrics_port(servers):
+    """Stop tokens are removed in these copies: a request for 24 tokens makes exactly 24."""
+    server = servers["in_process"]
+    tokens, requests = (metric_value(server, "musicgen_generated_tokens_total", model=api.CHATGLM),
+                        metric_value(server, "musicgen_generation_seconds_count", model=api.CHATGLM))
+    infer(server, api.CHATGLM, prompt_inputs(24))
+    assert metric_value(server, "musicgen_generated_tokens_total", model=api.CHATGLM) == tokens + 24
+    assert metric_value(server, "musicgen_generation_seconds_count", model=api.CHATGLM) == requests + 1
+    assert metric_value(server, "musicgen_generation_seconds_sum", model=api.CHATGLM) > 0

@@ -8,7 +8,7 @@ from musicgen_client import AudioEncoding, MusicClient, MusicResult, MusicServic
 from musicgen_client import interface as api
 from musicgen_client.api import _encoding_values, _read_music
 from musicgen_client.audio_encoding import EncodingOptionError, decode, encode
-from musicgen_client.cli import EXIT_USAGE, main
+from musicgen_client.cli import EXIT_BAD_INPUT, main
 
 RATE = 16000
 TONE = (0.5 * np.sin(2 * np.pi * 440 * np.arange(RATE // 4) / RATE)).astype(np.float32)
@@ -109,14 +109,14 @@ def test_save_audio_refuses_what_it_cannot_write(tmp_path, name, audio_format, m
     (["--out", "song.wav", "--loudness", "lufs", "--loudness-target", "3"], "loudness_target: 3.0 is out of range"),
 ])
 def test_cli_refuses_bad_output_options_before_calling(argv, message, capsys):
-    assert main(["text", "a tune", "--url", "127.0.0.1:1", *argv]) == EXIT_USAGE
+    assert main(["text", "a tune", "--url", "127.0.0.1:1", *argv]) == EXIT_BAD_INPUT
     assert message in capsys.readouterr().err
 
 
 def test_cli_offers_only_the_served_rates(capsys):
     with pytest.raises(SystemExit) as caught:
         main(["text", "a tune", "--sample-rate", "8000"])
-    assert caught.value.code == EXIT_USAGE and "invalid choice: 8000" in capsys.readouterr().err
+    assert caught.value.code == EXIT_BAD_INPUT and "invalid choice: 8000" in capsys.readouterr().err
 
 
 def test_encoding_errors_are_value_errors_naming_the_field():

@@ -81,7 +81,7 @@ def test_cli_writes_the_best_or_all_and_prints_scores(monkeypatch, tmp_path, cap
 
 @pytest.mark.parametrize("value", ["0", "9"])
 def test_cli_refuses_bad_candidate_counts_before_any_network(value, capsys, tmp_path):
-    assert main(["text", "rain", "--out", str(tmp_path / "x.wav"), "--candidates", value]) == cli.EXIT_USAGE
+    assert main(["text", "rain", "--out", str(tmp_path / "x.wav"), "--candidates", value]) == cli.EXIT_BAD_INPUT
     assert f"num_waveforms_per_prompt: {value} is out of range: allowed 1 to 8" in capsys.readouterr().err
 
 

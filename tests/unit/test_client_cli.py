@@ -1,13 +1,29 @@
-"""The musicgen client without a server: argument parsing, client-side checks, unreachable servers."""
+"""The musicgen client without a server: argument parsing, client-side checks, unreachable servers, and the
+CLI's output, batches and exit codes against a stand-in client."""
+import argparse
+import io
+import json
 import socket
+import sys
 import threading
 import time
+from pathlib import Path
 
+import numpy as np
 import pytest
 
-from musicgen_client import MusicClient, ServerUnavailableError, image_to_music_by_stages
-from musicgen_client.api import PROTOCOLS
-from musicgen_client.cli import EXIT_UNAVAILABLE, EXIT_USAGE, build_parser, main
+from musicgen_client import MusicClient, MusicServiceError, ServerUnavailableError, image_to_music_by_stages
+from musicgen_client import cli
+from musicgen_client.api import PROTOCOLS, HealthReport, MusicResult
+from musicgen_client.cli import (
+    EXIT_BAD_INPUT,
+    EXIT_OK,
+    EXIT_SERVER_ERROR,
+    EXIT_UNAVAILABLE,
+    EXIT_WRITE_FAILED,
+    build_parser,
+    main,
+)
 from musicgen_client.interface import (
     GUIDANCE_RANGE,
     IMAGE,
@@ -130,7 +146,7 @@ def test_health_takes_the_connection_options():
 def test_malformed_command_lines_exit_2(argv, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
-    assert exit_info.value.code == EXIT_USAGE
+    assert exit_info.value.code == EXIT_BAD_INPUT
     assert "error:" in capsys.readouterr().err
 
 
@@ -153,7 +169,7 @@ def test_out_of_range_options_exit_2_before_any_network(flag, value, limits, clo
     # Nothing listens on closed_url: reaching for the network would exit 3, not 2.
     code = main(["text", "rain", flag, value, "--url", closed_url, "--out", str(out)])
     err = capsys.readouterr().err
-    assert code == EXIT_USAGE
+    assert code == EXIT_BAD_INPUT
     assert err.count("\n") == 1 and "Traceback" not in err
     assert err.startswith(f"musicgen: error: {limits.name}: ")
     assert f"allowed {limits.minimum} to {limits.maximum}" in err
@@ -169,7 +185,7 @@ def test_range_errors_use_the_interface_wording(closed_url):
 
 
 def test_out_naming_a_directory_exits_2(closed_url, capsys, tmp_path):
-    assert main(["text", "rain", "--url", closed_url, "--out", str(tmp_path)]) == EXIT_USAGE
+    assert main(["text", "rain", "--url", closed_url, "--out", str(tmp_path)]) == EXIT_BAD_INPUT
     assert str(tmp_path) in capsys.readouterr().err
 
 
@@ -221,7 +237,7 @@ def test_max_new_tokens_errors_use_the_interface_wording(closed_url):
 @pytest.mark.parametrize("command", ["caption", "chat"])
 def test_out_of_range_max_new_tokens_exits_2(command, closed_url, photo, capsys, tmp_path):
     argv = sending_commands(photo, closed_url, tmp_path / "never.wav")[command]
-    assert main(argv + ["--max-new-tokens", "0"]) == EXIT_USAGE
+    assert main(argv + ["--max-new-tokens", "0"]) == EXIT_BAD_INPUT
     err = capsys.readouterr().err
     assert err == f"musicgen: error: {MAX_NEW_TOKENS_RANGE.name}: 0 is out of range: allowed 1 to 4096\n"
 
@@ -251,7 +267,7 @@ IMAGE_COMMANDS = ["image", "image by stages", "caption"]
 @pytest.mark.parametrize("command", IMAGE_COMMANDS)
 def test_a_missing_image_file_exits_2_naming_it(command, closed_url, capsys, tmp_path):
     missing, out = tmp_path / "nope.jpg", tmp_path / "never.wav"
-    assert main(sending_commands(missing, closed_url, out)[command]) == EXIT_USAGE
+    assert main(sending_commands(missing, closed_url, out)[command]) == EXIT_BAD_INPUT
     assert capsys.readouterr().err == f"musicgen: error: {IMAGE}: cannot read {missing}: No such file or directory\n"
     assert not out.exists()
 
@@ -260,7 +276,7 @@ def test_an_image_file_over_the_limit_exits_2(closed_url, capsys, tmp_path):
     big = tmp_path / "big.png"
     with open(big, "wb") as file:
         file.truncate(MAX_IMAGE_BYTES + 1)  # sparse: costs no disk
-    assert main(["image", str(big), "--url", closed_url, "--out", str(tmp_path / "never.wav")]) == EXIT_USAGE
+    assert main(["image", str(big), "--url", closed_url, "--out", str(tmp_path / "never.wav")]) == EXIT_BAD_INPUT
     assert f"allowed at most {MAX_IMAGE_BYTES}" in capsys.readouterr().err
 
 
@@ -326,3 +342,186 @@ def test_wait_until_ready_gives_up_after_its_timeout(protocol, closed_url):
     assert 0.6 <= elapsed < 3
     assert (error.value.url, error.value.protocol) == (closed_url, protocol)
     assert "still not ready after 0.6 s" in str(error.value)
+
+
+# ---- output, batches and exit codes, against a stand-in client ------------------------------------
+
+class StandIn:
+    """Stands in for MusicClient (as the class and as the instance): each prompt answers as scripted, a result
+    of `seconds` of silence with seed 7 unless the script gives an exception to raise."""
+
+    url, protocol = "127.0.0.1:8000", "http"
+
+    def __init__(self, answers=None, seconds=0.5):
+        self.answers, self.seconds, self.sent = answers or {}, seconds, []
+
+    def __call__(self, url=None, protocol="http", timeout_s=None, retry=None):
+        return self
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        return None
+
+    def text_to_music(self, prompt, progress=None, **options):
+        self.sent.append((prompt, options))
+        answer = self.answers.get(prompt)
+        if isinstance(answer, BaseException):
+            raise answer
+        return MusicResult(np.zeros(int(16000 * self.seconds), dtype=np.float32), 16000, options.get("seed") or 7)
+
+    def health(self, models):
+        return HealthReport(True, {m: m != "image2music" for m in models})
+
+
+@pytest.fixture
+def stand_in(monkeypatch):
+    def install(answers=None):
+        client = StandIn(answers)
+        monkeypatch.setattr(cli, "MusicClient", client)
+        return client
+    return install
+
+
+def test_json_prints_one_record_with_the_seed_and_the_wav(stand_in, capsys, tmp_path):
+    stand_in()
+    out = tmp_path / "calm.wav"
+    assert main(["text", "calm piano", "--out", str(out), "--json"]) == EXIT_OK
+    record = json.loads(capsys.readouterr().out)
+    assert record == {"prompt": "calm piano", "file": str(out), "format": "wav", "seed": 7, "duration_s": 0.5,
+                      "sampling_rate": 16000}
+    assert out.exists()
+
+
+def test_the_seed_is_printed_back(stand_in, capsys, tmp_path):
+    stand_in()
+    assert main(["text", "rain", "--out", str(tmp_path / "r.wav"), "--seed", "42"]) == EXIT_OK
+    assert capsys.readouterr().out.endswith("0.50 s at 16000 Hz, wav, seed 42\n")
+
+
+def prompts_file(tmp_path, *lines):
+    path = tmp_path / "prompts.txt"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_prompts_file_makes_one_numbered_clip_per_prompt(stand_in, capsys, tmp_path):
+    client = stand_in()
+    path = prompts_file(tmp_path, "# a comment", "rain", "", "  calm piano  ", "drums")
+    out = tmp_path / "song.wav"
+    assert main(["text", "--prompts-file", str(path), "--out", str(out), "--steps", "3", "--json"]) == EXIT_OK
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["line"], r["prompt"], Path(r["file"]).name) for r in records] == [
+        (2, "rain", "song-1.wav"), (4, "calm piano", "song-2.wav"), (5, "drums", "song-3.wav")]
+    assert all(Path(r["file"]).exists() for r in records)
+    assert [options["num_inference_steps"] for _, options in client.sent] == [3, 3, 3]
+
+
+def test_numbered_outputs_pad_to_the_count():
+    assert [p.name for p in cli.numbered_outputs(Path("a/b.wav"), 10)][::9] == ["b-01.wav", "b-10.wav"]
+
+
+def test_a_batch_goes_on_past_refused_and_failed_prompts_and_exits_with_the_first_failure(stand_in, capsys, tmp_path):
+    client = stand_in({"bad": MusicServiceError("400", "prompt: must not be empty"),
+                       "broken": MusicServiceError("StatusCode.INTERNAL", "stage audioldm_unet failed")})
+    path = prompts_file(tmp_path, "rain", "bad", "broken", "drums")
+    assert main(["text", "--prompts-file", str(path), "--out", str(tmp_path / "s.wav"), "--json"]) == EXIT_BAD_INPUT
+    captured = capsys.readouterr()
+    records = [json.loads(line) for line in captured.out.splitlines()]
+    assert [r.get("exit_code", EXIT_OK) for r in records] == [EXIT_OK, EXIT_BAD_INPUT, EXIT_SERVER_ERROR, EXIT_OK]
+    assert [prompt for prompt, _ in client.sent] == ["rain", "bad", "broken", "drums"]
+    assert "musicgen: error: line 2: server error (400): prompt: must not be empty" in captured.err
+
+
+def test_a_batch_stops_when_the_server_is_unavailable(stand_in, capsys, tmp_path):
+    client = stand_in({"b": ServerUnavailableError("127.0.0.1:8000", "http", "503 engine queue full")})
+    path = prompts_file(tmp_path, "a", "b", "c")
+    assert main(["text", "--prompts-file", str(path), "--out", str(tmp_path / "s.wav")]) == EXIT_UNAVAILABLE
+    assert [prompt for prompt, _ in client.sent] == ["a", "b"]
+    assert capsys.readouterr().out.count("wrote ") == 1
+
+
+def test_a_batch_shows_a_progress_bar_on_a_terminal(stand_in, monkeypatch, tmp_path):
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    stand_in()
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    path = prompts_file(tmp_path, "a", "b", "c")
+    assert main(["text", "--prompts-file", str(path), "--out", str(tmp_path / "s.wav")]) == EXIT_OK
+    assert "3/3" in terminal.getvalue()
+
+
+@pytest.mark.parametrize("content, wording", [(None, "cannot read"), ("# only a comment\n\n", "holds no prompt")])
+def test_an_unusable_prompts_file_exits_2(content, wording, stand_in, capsys, tmp_path):
+    client = stand_in()
+    path = tmp_path / "prompts.txt"
+    if content is not None:
+        path.write_text(content)
+    assert main(["text", "--prompts-file", str(path), "--out", str(tmp_path / "s.wav")]) == EXIT_BAD_INPUT
+    assert wording in capsys.readouterr().err and client.sent == []
+
+
+def test_prompt_and_prompts_file_are_exclusive(tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["text", "rain", "--prompts-file", str(prompts_file(tmp_path, "a"))])
+    assert exit_info.value.code == EXIT_BAD_INPUT
+
+
+@pytest.mark.parametrize("error, code", [
+    (MusicServiceError("400", "seed: -1 is out of range"), EXIT_BAD_INPUT),
+    (MusicServiceError("StatusCode.INVALID_ARGUMENT", "image: not a PNG or JPEG"), EXIT_BAD_INPUT),
+    (MusicServiceError("500", "stage audioldm_unet failed"), EXIT_SERVER_ERROR),
+    (MusicServiceError(None, "text2music answered with unreadable outputs"), EXIT_SERVER_ERROR),
+    (ServerUnavailableError("127.0.0.1:8000", "grpc", "engine queue full"), EXIT_UNAVAILABLE),
+])
+def test_server_answers_map_to_distinct_exit_codes(error, code, stand_in, capsys, tmp_path):
+    stand_in({"rain": error})
+    assert main(["text", "rain", "--out", str(tmp_path / "r.wav"), "--json"]) == code
+    captured = capsys.readouterr()
+    assert json.loads(captured.out) == {"error": str(error), "exit_code": code}
+    assert captured.err.count("\n") == 1
+
+
+def test_a_wav_that_cannot_be_written_exits_4(stand_in, capsys, tmp_path):
+    stand_in()
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    assert main(["text", "rain", "--out", str(blocker / "r.wav")]) == EXIT_WRITE_FAILED
+    assert "cannot write" in capsys.readouterr().err
+
+
+def test_health_json(stand_in, capsys):
+    stand_in()
+    assert main(["health", "--json"]) == EXIT_UNAVAILABLE  # the stand-in's image2music is not ready
+    assert json.loads(capsys.readouterr().out) == {
+        "url": "127.0.0.1:8000", "protocol": "http", "server_ready": True,
+        "models": {"text2music": True, "image2music": False}, "ready": False}
+
+
+def subcommand_parsers():
+    (commands,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    return commands.choices
+
+
+@pytest.mark.parametrize("command", ["text", "image", "caption", "chat", "health"])
+def test_help_explains_every_option_and_the_exit_codes(command):
+    parser = subcommand_parsers()[command]
+    for action in parser._actions:
+        assert action.help, f"{command} {action.option_strings or action.dest} has no help"
+    text = parser.format_help()
+    assert "exit codes:" in text and f"{EXIT_UNAVAILABLE}    server unreachable" in text
+
+
+@pytest.mark.parametrize("command, limits", [
+    ("text", STEPS_RANGE), ("text", LENGTH_RANGE), ("text", GUIDANCE_RANGE), ("text", SEED_RANGE),
+    ("image", STEPS_RANGE), ("caption", MAX_NEW_TOKENS_RANGE), ("chat", MAX_NEW_TOKENS_RANGE),
+])
+def test_help_states_ranges_and_defaults_from_the_interface(command, limits):
+    text = " ".join(subcommand_parsers()[command].format_help().split())
+    assert f"{cli._number(limits.minimum)} to {cli._number(limits.maximum)}" in text
+    if limits.default is not None:
+        assert f"server default {cli._number(limits.default)}" in text

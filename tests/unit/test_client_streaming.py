@@ -106,9 +106,9 @@ def test_stage_bars_one_bar_per_stage():
 
 
 def test_cli_progress_over_http_is_a_usage_error(capsys):
-    from musicgen_client.cli import EXIT_USAGE, main
+    from musicgen_client.cli import EXIT_BAD_INPUT, main
 
-    assert main(["text", "rain", "--progress", "--url", "127.0.0.1:1", "--out", "/nonexistent-dir/x.wav"]) == EXIT_USAGE
+    assert main(["text", "rain", "--progress", "--url", "127.0.0.1:1", "--out", "/nonexistent-dir/x.wav"]) == EXIT_BAD_INPUT
     assert "gRPC" in capsys.readouterr().err
 
 

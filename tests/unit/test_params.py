@@ -40,3 +40,12 @@ def test_rejects_bad_values(params, message):
 
 def test_false_string_is_false():
     assert Param("flag", bool, True, "doc").parse("false") is False
+
+
+def test_the_python_backends_own_parameters_pass_through_unread():
+    """A packed stub environment (EXECUTION_ENV_PATH) is Triton's to read, not a typo of ours."""
+    values = read_parameters(config(EXECUTION_ENV_PATH="$$TRITON_MODEL_DIRECTORY/env.tar.gz",
+                                    FORCE_CPU_ONLY_INPUT_TENSORS="no", backend="paddle"), COMPONENT_PARAMETERS)
+    assert values["backend"] == "paddle" and "EXECUTION_ENV_PATH" not in values
+    with pytest.raises(ValueError, match="unknown parameters \\['execution_env_path'\\]"):
+        read_parameters(config(execution_env_path="/env"), COMPONENT_PARAMETERS)  # Triton's keys are case-exact

@@ -123,6 +123,8 @@ def test_other_binary_gets_its_own_backend_dir_and_extra_args_last(tmp_path):
     assert argv[0] == str(script)
     assert "--backend-directory" not in argv and "--cache-directory" not in argv
     assert argv[-1] == "--log-verbose=1"
+    # The NGC container's binary may have a GPU: the wheel's CPU-only shortcuts are not imposed on it.
+    assert not [a for a in argv if a.startswith(("--allow-gpu-metrics", "--pinned-memory-pool-byte-size"))]
     given = TritonServer(tmp_path, tritonserver=script, backend_dir="/opt/tritonserver/backends")
     argv, _ = given.command()
     assert argv[argv.index("--backend-directory") + 1] == "/opt/tritonserver/backends"
@@ -150,6 +152,7 @@ def test_wheel_backend_dir_holds_the_stub_for_this_python(tmp_path, monkeypatch)
     stub_version = (python_dir / "triton_python_backend_stub").resolve().parent.name
     assert stub_version == f"{sys.version_info.major}.{sys.version_info.minor}"
     assert env["PATH"].split(":")[0] == str(Path(sys.executable).parent)
+    assert "--allow-gpu-metrics=false" in argv and "--pinned-memory-pool-byte-size=0" in argv  # CPU-only binary
     # Building it again is a no-op.
     assert TritonServer(tmp_path, backend_dir=tmp_path / "backends").command()[0] == argv
 
