@@ -88,8 +88,11 @@ def test_serving_stack_pins_what_the_export_stack_tested(device):
 
 
 # What each serving requirement is imported as.
-_IMPORT_NAMES = {"numpy": "numpy", "pillow": "PIL", "regex": "regex", "sentencepiece": "sentencepiece",
-                 "onnxruntime": "onnxruntime", "onnxruntime-gpu": "onnxruntime"}
+# What each pinned distribution installs as importable top-level modules.
+_IMPORT_NAMES = {"numpy": ("numpy",), "pillow": ("PIL",), "regex": ("regex",), "sentencepiece": ("sentencepiece",),
+                 "onnxruntime": ("onnxruntime",), "onnxruntime-gpu": ("onnxruntime",),
+                 "soundfile": ("soundfile", "_soundfile", "_soundfile_data"), "cffi": ("_cffi_backend", "cffi"),
+                 "soxr": ("soxr",), "typing-extensions": ("typing_extensions",), "pyloudnorm": ("pyloudnorm",)}
 _IMPORT_PROBE = """
 import importlib.util, json, sys, types
 from pathlib import Path
@@ -112,6 +115,7 @@ def test_the_serving_image_installs_every_package_the_models_import():
     imported = {m for m in imported if "cython" not in m}
     requirements = (ROOT / "requirements" / "container-cpu.txt").read_text() + (
         ROOT / "requirements" / "container.txt").read_text()
-    installed = {_IMPORT_NAMES[line.split("==")[0]] for line in requirements.splitlines() if "==" in line}
+    installed = {module for line in requirements.splitlines() if "==" in line
+                 for module in _IMPORT_NAMES[line.split("==")[0]]}
     assert "numpy" in imported
     assert imported <= installed, sorted(imported - installed)
