@@ -12,6 +12,7 @@ from images import encode, png_claiming, varied_image  # tests/images.py
 from musicgen_client import interface as api
 
 DTYPES = {"BYTES": object, "FP32": np.float32, "INT32": np.int32, "INT64": np.int64}
+DATATYPES = {np.dtype(dtype): datatype for datatype, dtype in DTYPES.items()}  # numpy → Triton datatype
 
 PHOTO = varied_image(3, size=(80, 60), fmt="PNG")
 
@@ -21,6 +22,24 @@ def arrays_of(fields: Dict, specs=api.TEXT2MUSIC_INPUTS) -> Dict[str, np.ndarray
     datatypes = {spec.name: spec.datatype for spec in specs}
     return {name: np.array([value.encode() if isinstance(value, str) else value], dtype=DTYPES[datatypes[name]])
             for name, value in fields.items()}
+
+
+def infer_raw(server, protocol: str, model: str, arrays: Dict[str, np.ndarray]):
+    """One request of named tensors sent with plain tritonclient, as a client outside this project sends it."""
+    import tritonclient.grpc as grpcclient
+    import tritonclient.http as httpclient
+
+    lib = {"http": httpclient, "grpc": grpcclient}[protocol]
+    inputs = []
+    for name, array in arrays.items():
+        tensor = lib.InferInput(name, list(array.shape), DATATYPES[array.dtype])
+        tensor.set_data_from_numpy(array)
+        inputs.append(tensor)
+    client = lib.InferenceServerClient(server.http_url if protocol == "http" else server.grpc_url)
+    try:
+        return client.infer(model, inputs)
+    finally:
+        client.close()
 
 
 # text2music options out of range (sent with a valid prompt) → the message of their 400.

@@ -8,34 +8,20 @@ import sys
 import numpy as np
 import pytest
 import soundfile
-import tritonclient.grpc as grpcclient
-import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from cases import PHOTO, arrays_of  # tests/cases.py
+from cases import PHOTO, arrays_of, infer_raw  # tests/cases.py
 from musicgen_client import AudioEncoding, MusicClient, save_audio
 from musicgen_client import interface as api
 from musicgen_client.audio_encoding import decode, encode, integrated_loudness, resampled_length
 
 pytestmark = pytest.mark.e2e
 
-CLIENTS = {"http": httpclient, "grpc": grpcclient}
 REQUEST = dict(prompt="a calm piano melody", num_inference_steps=2, audio_length_in_s=1.0, seed=21)
 
 
 def infer(server, protocol, model=api.TEXT2MUSIC, specs=api.TEXT2MUSIC_INPUTS, **fields):
-    lib = CLIENTS[protocol]
-    inputs = []
-    for name, array in arrays_of(fields, specs).items():
-        datatype = next(spec.datatype for spec in specs if spec.name == name)
-        tensor = lib.InferInput(name, list(array.shape), datatype)
-        tensor.set_data_from_numpy(array)
-        inputs.append(tensor)
-    client = lib.InferenceServerClient(server.http_url if protocol == "http" else server.grpc_url)
-    try:
-        return client.infer(model, inputs)
-    finally:
-        client.close()
+    return infer_raw(server, protocol, model, arrays_of(fields, specs))
 
 
 @pytest.fixture(scope="module")

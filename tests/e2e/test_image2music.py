@@ -8,11 +8,10 @@ import time
 
 import numpy as np
 import pytest
-import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from cases import BAD_IMAGES, PHOTO  # tests/cases.py
+from cases import BAD_IMAGES, PHOTO, infer_raw  # tests/cases.py
 from metrics import metric_value  # tests/metrics.py
 from musicgen.llm.recipes import ImageToMusicPrompt
 from musicgen.runtime import RuntimeOptions, local_stage_runner
@@ -21,26 +20,14 @@ from musicgen_client import interface as api
 
 pytestmark = pytest.mark.e2e
 
-CLIENTS = {"http": httpclient, "grpc": grpcclient}
 OPTIONS = {api.NUM_INFERENCE_STEPS: np.array([3], np.int32), api.AUDIO_LENGTH_IN_S: np.array([1.0], np.float32),
            api.SEED: np.array([120], np.int64), api.NEGATIVE_PROMPT: np.array([b"low quality"], dtype=object)}
-TYPES = {np.dtype(object): "BYTES", np.dtype(np.float32): "FP32", np.dtype(np.int32): "INT32", np.dtype(np.int64): "INT64"}
 
 
 
 
 def call(server, model, arrays, protocol="http"):
-    lib = CLIENTS[protocol]
-    inputs = []
-    for name, array in arrays.items():
-        tensor = lib.InferInput(name, list(array.shape), TYPES[array.dtype])
-        tensor.set_data_from_numpy(array)
-        inputs.append(tensor)
-    client = lib.InferenceServerClient(server.http_url if protocol == "http" else server.grpc_url)
-    try:
-        return client.infer(model, inputs)
-    finally:
-        client.close()
+    return infer_raw(server, protocol, model, arrays)
 
 
 def text(result, name):
