@@ -48,6 +48,7 @@ class OrtStepSession(OnnxRunner):
         self._ort_value = ort.OrtValue
         # Where the cache lives: the first provider's device (CUDA keeps it on the GPU).
         self._cache_device = "cuda" if self.providers[0] == "CUDAExecutionProvider" else "cpu"
+        self._device_id = options.device_id if self._cache_device == "cuda" else 0
 
     def __call__(self, feeds: Dict[str, Any]) -> Tuple[np.ndarray, Any]:
         binding = self._session.io_binding()
@@ -59,7 +60,7 @@ class OrtStepSession(OnnxRunner):
                 binding.bind_cpu_input(name, np.ascontiguousarray(value))
         logits_name, present_name = self.output_names
         binding.bind_output(logits_name, "cpu")
-        binding.bind_output(present_name, self._cache_device)
+        binding.bind_output(present_name, self._cache_device, self._device_id)
         self._session.run_with_iobinding(binding)
         logits, present = binding.get_outputs()
         return logits.numpy(), present
@@ -73,7 +74,7 @@ class PaddleStepSession(PaddleRunner):
         import paddle
 
         self._paddle = paddle
-        self._place = paddle.CUDAPlace(0) if options.device == "gpu" else paddle.CPUPlace()
+        self._place = paddle.CUDAPlace(options.device_id) if options.device == "gpu" else paddle.CPUPlace()
 
     def __call__(self, feeds: Dict[str, Any]) -> Tuple[np.ndarray, Any]:
         tensors = [self._as_tensor(feeds[name]) for name in self.input_names]
