@@ -33,8 +33,8 @@ from musicgen.params import IN_PROCESS, TEXT2MUSIC_PARAMETERS, read_parameters
 from musicgen.precision import FP32
 from musicgen.protocol import AudioOptions
 from musicgen.repository import read_config
-from musicgen.stage_graphs import open_stage_graphs
 from musicgen.runtime import BACKENDS, RuntimeOptions, local_stage_runner
+from musicgen.stage_graphs import open_stage_graphs
 from musicgen_client import flow
 from musicgen_client import interface as api
 
@@ -86,15 +86,19 @@ def _audio_options(workload: Workload) -> AudioOptions:
 # ---- exported graphs, in-process ------------------------------------------------------------------------
 def exported_text2music(repository: Path, options: RuntimeOptions) -> Render:
     """The served text2music's engine and graphs, built as its config says (device, precisions, CUDA graphs),
-    with the backend and threads of `options`."""
+    with the backend and threads of `options`; candidates ranked as served when the repository has a CLAP audio
+    encoder."""
     from musicgen.audioldm.pipeline import AudioLDMRecipe
+    from musicgen.audioldm.ranking import has_audio_encoder
 
     parameters = read_parameters(read_config(repository / api.TEXT2MUSIC), TEXT2MUSIC_PARAMETERS)
     parameters.update(graphs=IN_PROCESS, backend=options.backend, threads=options.threads)
     if options.backend != "onnxruntime":  # the other runtime has one precision and no CUDA graphs
         parameters.update(precision=FP32, cuda_graphs=False)
-    graphs = open_stage_graphs(parameters, repository, [c.name for c in api.AUDIOLDM_COMPONENTS], None)
-    recipe = AudioLDMRecipe(repository / api.TEXT2MUSIC / "1", graphs)
+    names = [c.name for c in api.AUDIOLDM_COMPONENTS]
+    names += [api.AUDIOLDM_CLAP_AUDIO] if has_audio_encoder(repository) else []
+    graphs = open_stage_graphs(parameters, repository, names, None)
+    recipe = AudioLDMRecipe(repository / api.TEXT2MUSIC / "1", graphs, repository=repository)
     return lambda workload: Rendered(recipe(workload.prompt, _audio_options(workload)))
 
 

@@ -54,10 +54,10 @@ Signature = Tuple[Tuple[str, Tuple[int, ...]], ...]
 
 
 class _Bound:
-    """One input shape's device buffers, binding and graph id."""
+    """One input shape's device buffers, binding and graph id. Its first run allocates the outputs (uncaptured);
+    keeping them bound gives every later run, and so the captured graph, the same output addresses."""
 
     def __init__(self, session, ort, feeds: Dict[str, np.ndarray], device_id: int, graph_id: int):
-        self.graph_id = graph_id
         self.binding = session.io_binding()
         self.inputs = {}
         for name, value in feeds.items():
@@ -66,17 +66,20 @@ class _Bound:
             self.inputs[name] = buffer
         for output in session.get_outputs():
             self.binding.bind_output(output.name, "cuda", device_id)
-        # One plain run allocates the outputs; keeping them bound gives every later run (and the captured graph)
-        # the same output addresses.
-        session.run_with_iobinding(self.binding, _run_options(ort, SKIP_CAPTURE))
-        self.outputs = self.binding.get_outputs()
-        for output, buffer in zip(session.get_outputs(), self.outputs):
-            self.binding.bind_ortvalue_output(output.name, buffer)
+        self.outputs = None  # until the first run has allocated them
+        self._first, self._later = _run_options(ort, SKIP_CAPTURE), _run_options(ort, graph_id)
+        self.graph_id = graph_id
 
-    def run(self, session, ort, feeds: Dict[str, np.ndarray]) -> List[np.ndarray]:
-        for name, value in feeds.items():
-            self.inputs[name].update_inplace(np.ascontiguousarray(value))
-        session.run_with_iobinding(self.binding, _run_options(ort, self.graph_id))
+    def run(self, session, feeds: Dict[str, np.ndarray]) -> List[np.ndarray]:
+        if self.outputs is None:  # the buffers hold these feeds already
+            session.run_with_iobinding(self.binding, self._first)
+            self.outputs = self.binding.get_outputs()
+            for output, buffer in zip(session.get_outputs(), self.outputs):
+                self.binding.bind_ortvalue_output(output.name, buffer)
+        else:
+            for name, value in feeds.items():
+                self.inputs[name].update_inplace(np.ascontiguousarray(value))
+            session.run_with_iobinding(self.binding, self._later)
         return [buffer.numpy() for buffer in self.outputs]
 
 
@@ -92,13 +95,12 @@ class CudaGraphRunner:
     def __init__(self, session, ort, device_id: int, max_graphs: int = 32):
         self._session, self._ort, self._device_id = session, ort, device_id
         self._max_graphs = max_graphs
-        self._bound: Dict[Signature, _Bound] = {}
+        self._bound: Dict[Signature, _Bound] = {}  # the captured shapes, graph ids 0, 1, ...
         self.input_names = [i.name for i in session.get_inputs()]
-        self.output_names = [o.name for o in session.get_outputs()]
 
     @property
     def captured_shapes(self) -> List[Signature]:
-        return [signature for signature, bound in self._bound.items() if bound.graph_id != SKIP_CAPTURE]
+        return list(self._bound)
 
     def run(self, feeds: Dict[str, np.ndarray]) -> List[np.ndarray]:
         feeds = {name: feeds[name] for name in self.input_names}
@@ -107,10 +109,12 @@ class CudaGraphRunner:
         signature: Signature = tuple((name, value.shape) for name, value in padded.items())
         bound = self._bound.get(signature)
         if bound is None:
-            graph_id = len(self.captured_shapes) if len(self.captured_shapes) < self._max_graphs else SKIP_CAPTURE
-            if graph_id == SKIP_CAPTURE:
+            if len(self._bound) < self._max_graphs:
+                bound = self._bound[signature] = _Bound(self._session, self._ort, padded, self._device_id,
+                                                        len(self._bound))
+                logger.info("CUDA graph %d for %s", bound.graph_id, signature)
+            else:  # a one-off binding, dropped after the run: device memory stays bounded too
                 logger.warning("%d CUDA graphs captured already: shape %s runs uncaptured", self._max_graphs,
                                signature)
-            bound = self._bound[signature] = _Bound(self._session, self._ort, padded, self._device_id, graph_id)
-            logger.info("CUDA graph %d for %s", graph_id, signature)
-        return [output[:rows] for output in bound.run(self._session, self._ort, padded)]
+                bound = _Bound(self._session, self._ort, padded, self._device_id, SKIP_CAPTURE)
+        return [output[:rows] for output in bound.run(self._session, padded)]

@@ -6,6 +6,7 @@ generated from the same declarations.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Dict, Optional, Sequence, Tuple
 
@@ -84,6 +85,19 @@ TEXT2MUSIC_PARAMETERS = STAGE_GRAPH_PARAMETERS + (
           "graphs are captured at load, at every batch size; another length captures on first use (a one-time "
           "cost of ≈0.1-0.6 s per graph on an H200)"),
 )
+
+
+
+def capture_lengths(text: str) -> Tuple[float, ...]:
+    """text2music's `capture_lengths` as seconds; ValueError naming the parameter (the model's load fails)."""
+    try:
+        lengths = tuple(float(item) for item in text.split(","))
+    except ValueError:
+        lengths = ()
+    if not lengths or not all(math.isfinite(length) and length > 0 for length in lengths):
+        raise ValueError(f"parameter capture_lengths={text!r}: expected seconds > 0, comma-separated (5.0,10.24)")
+    return lengths
+
 
 IMAGE2MUSIC_PARAMETERS = (
     Param("max_concurrent", int, 8, "image2music requests worked on at once (each waits on its caption, chatglm "

@@ -39,7 +39,7 @@ $py -c "import numpy, onnxruntime as o; print('numpy', numpy.__version__, 'onnxr
 # fp16 vocoder left out: on these random weights it gave all-zero audio at batch > 1 (refused by the server).
 fp16=audioldm_unet=fp16,audioldm_vae_decoder=fp16
 $py benchmarks/weightless.py materialize /tmp/gw/graphs /tmp/repo --device gpu --precision "$fp16" \
-  --text2music precision=fp32 tf32=true max_active=16 max_batch_requests=16
+  --text2music precision=fp32 tf32=true max_active=16 max_batch_requests=16 capture_lengths=5.12
 sweep() {
   $py benchmarks/sweep.py --repository /tmp/repo --pipelines text2music --text2music-modes onnxruntime \
     --steps 20 --length 5.12 --local-repeats 5 --out-dir "$out" "$@" 2>&1 | tee -a "$out/sweep.log"

@@ -19,7 +19,7 @@ from musicgen.audioldm.pipeline import AudioLDMRecipe
 from musicgen.audioldm.ranking import has_audio_encoder, response_outputs
 from musicgen.delivery import Delivery
 from musicgen.devices import instance_device_id
-from musicgen.params import TEXT2MUSIC_PARAMETERS, read_parameters
+from musicgen.params import TEXT2MUSIC_PARAMETERS, capture_lengths, read_parameters
 from musicgen.protocol import parse_text_to_music
 from musicgen.stage_graphs import open_stage_graphs
 from musicgen_client import interface as api
@@ -38,8 +38,8 @@ class TritonPythonModel:
         limits = EngineLimits(**{k: params[k] for k in EngineLimits.__dataclass_fields__})
         self.recipe = AudioLDMRecipe(triton_glue.verified_version_dir(args), run_stage, limits, repository=repository)
         if params["cuda_graphs"]:  # capture each batch size's graphs now, not under the first clients
-            lengths = [float(length) for length in params["capture_lengths"].split(",")]
-            self.recipe.warm_up(min(limits.max_active, limits.max_batch_requests), lengths)
+            self.recipe.warm_up(min(limits.max_active, limits.max_batch_requests),
+                                capture_lengths(params["capture_lengths"]))
         self.recipe.engine.observer = triton_glue.EngineMetrics(model_config["name"])  # from here on: real traffic
         self.input_names = [t.name for t in api.TEXT2MUSIC_INPUTS]
         self.delivery = Delivery()  # encodes off the engine's thread

@@ -49,3 +49,12 @@ def test_the_python_backends_own_parameters_pass_through_unread():
     assert values["backend"] == "paddle" and "EXECUTION_ENV_PATH" not in values
     with pytest.raises(ValueError, match="unknown parameters \\['execution_env_path'\\]"):
         read_parameters(config(execution_env_path="/env"), COMPONENT_PARAMETERS)  # Triton's keys are case-exact
+
+
+def test_capture_lengths_are_seconds_or_a_clear_error():
+    from musicgen.params import capture_lengths
+
+    assert capture_lengths("5.0,10.24") == (5.0, 10.24)
+    for bad in ("", "5,abc", "0", "nan", "-1"):
+        with pytest.raises(ValueError, match="capture_lengths"):
+            capture_lengths(bad)
