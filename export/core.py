@@ -15,7 +15,7 @@ import subprocess
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, ContextManager, Dict, List, Sequence
+from typing import Callable, ContextManager, Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -182,16 +182,32 @@ class Component:
     # Input dims the graph is traced with where the interface's -1 cannot be (a model that computes with its
     # input's shape in Python), from the weights' configs; the others as the interface declares them.
     static_dims: Callable[[Path], Dict[str, List[int]]] = _dynamic_dims
+    # An LLM step graph (spec.kv_cache): its number of layers, from the weights' config. The Layer's forward then
+    # takes the per-layer cache inputs as one last argument, a list (to_static takes no *args).
+    cache_layers: Optional[Callable[[Path], int]] = None
+    # The eager outputs parity compares with, when not the loaded Layer's own: reference(layer) -> feeds -> outputs
+    # (a step graph is checked against the unpatched model fed the logical cache).
+    reference: Optional[Callable[[object], Callable[[Dict[str, np.ndarray]], List[np.ndarray]]]] = None
+
+    def served_spec(self, weights: Path) -> ComponentSpec:
+        """The graph's tensors for these weights: a step graph's per-layer cache inputs spelled out."""
+        if self.spec.kv_cache:
+            return self.spec.with_cache_inputs(self.cache_layers(Path(weights)))
+        return self.spec
 
     def input_spec(self, weights: Path) -> list:
         import paddle
 
         fixed = self.static_dims(Path(weights))
-        return [
+        specs = [
             paddle.static.InputSpec(shape=list(fixed.get(t.name, t.dims)), dtype=_PADDLE_DTYPES[t.datatype],
                                     name=t.name)
-            for t in self.spec.inputs
+            for t in self.served_spec(weights).inputs
         ]
+        if self.spec.kv_cache:
+            own = len(self.spec.inputs)
+            return specs[:own] + [specs[own:]]
+        return specs
 
 
 def parity_cases(component: Component, weights: Path, seed: int = 0) -> Dict[str, Dict[str, np.ndarray]]:
@@ -208,7 +224,7 @@ def export_component(component: Component, weights: Path, version_dir: Path, see
     layer.eval()
     cases = parity_cases(component, weights, seed)
     # Eager outputs first: tracing may mutate cached state on some models.
-    eager = paddle_outputs(layer)
+    eager = component.reference(layer) if component.reference else paddle_outputs(layer)
     expected = {case: eager(feeds) for case, feeds in cases.items()}
     with component.trace_context(layer):
         save_paddle_inference(layer, component.input_spec(weights), version_dir)

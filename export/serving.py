@@ -59,7 +59,7 @@ def export_components(family: str, components: Dict[str, Component], weights: Pa
     """Each component: its served config, then its graphs exported in a child process into `<name>/1/`."""
     for i, (name, component) in enumerate(components.items(), 1):
         logger.info("[%d/%d] exporting %s from %s", i, len(components), name, weights)
-        folder = write_model(repository, serving.component_entry(component.spec))
+        folder = write_model(repository, serving.component_entry(component.served_spec(weights)))
         run_job(family, name, weights, folder / "1")
 
 

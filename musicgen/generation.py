@@ -1,8 +1,8 @@
 """A framework-free decoding loop over any "step" callable: prefill, then one token per step with a KV cache.
 
 The loop knows nothing about the model: a `FeedsBuilder` makes each step's inputs (family-specific, see
-`musicgen.llm.feeds`) and `step(feeds) -> (logits [batch, vocab] of the last position, present KV)` runs one
-exported graph (or anything else). Token selection reproduces paddlenlp 2.8.1's `generate` so that greedy ids
+`musicgen.llm.feeds`) and `step(feeds) -> logits [batch, vocab] of the last position` runs one exported graph
+(or anything else). Token selection reproduces paddlenlp 2.8.1's `generate` so that greedy ids
 over the exported graphs equal the eager model's:
 
 - greedy: argmax of the processed logits (first index on ties);
@@ -14,9 +14,8 @@ over the exported graphs equal the eager model's:
   ones) has its logit divided by the penalty if positive, multiplied if negative;
 - a stop token is emitted, then ends its row; finished rows get `pad_token_id`; at most `max_new_tokens`.
 
-The KV cache is whatever `step` returns beside the logits: a numpy array when the graph is served (BLS), a
-runtime-owned handle when it runs in process (`musicgen.llm.step_session`): the loop only hands it back.
-A `keep_going()` callable, asked before every step, stops the loop with a CancelledError (a client that went
+The KV cache is the step's business, not the loop's: `musicgen.llm.kv_cache.CachedStep` keeps it beside the
+graph and writes each step's new positions into it. A `keep_going()` callable, asked before every step, stops the loop with a CancelledError (a client that went
 away costs at most one more token).
 """
 from __future__ import annotations
@@ -36,8 +35,8 @@ SAMPLING = "sampling"
 DECODE_STRATEGIES = (GREEDY, SAMPLING)
 MAX_NEW_TOKENS_LIMIT = 8192
 
-Feeds = Dict[str, Any]  # numpy arrays; the past KV cache may be a runtime handle (see the module docstring)
-StepFn = Callable[[Feeds], Tuple[np.ndarray, Any]]
+Feeds = Dict[str, Any]  # numpy arrays
+StepFn = Callable[[Feeds], np.ndarray]  # feeds → logits [batch, vocab]; keeps the cache itself
 KeepGoing = Callable[[], bool]
 
 
@@ -111,10 +110,10 @@ class FeedsBuilder(Protocol):
     batch_size: int
 
     def prefill(self) -> Feeds:
-        """Inputs of the first step: the whole prompt, zero-length past."""
+        """Inputs of the first step: the whole prompt (nothing cached yet)."""
 
-    def decode(self, next_tokens: np.ndarray, past: Any) -> Feeds:
-        """Inputs of the next step: the tokens just chosen ([batch, 1] int64) and the cache so far (opaque)."""
+    def decode(self, next_tokens: np.ndarray) -> Feeds:
+        """Inputs of the next step, from the tokens just chosen ([batch, 1] int64)."""
 
     def context_ids(self) -> np.ndarray:
         """[batch, n] ids the reference `generate` counts as already in the sequence (repetition penalty)."""
@@ -206,7 +205,7 @@ def generate(step: StepFn, feeds: FeedsBuilder, config: GenerationConfig,
     generated = []
 
     check(0)
-    logits, past = step(feeds.prefill())
+    logits = step(feeds.prefill())
     for index in range(config.max_new_tokens):
         scores = apply_repetition_penalty(logits.astype(np.float32), context, config.repetition_penalty)
         tokens = select_tokens(scores, config, rng).astype(np.int64)
@@ -217,7 +216,7 @@ def generate(step: StepFn, feeds: FeedsBuilder, config: GenerationConfig,
         if not unfinished.any() or index + 1 == config.max_new_tokens:
             break
         check(index + 1)
-        logits, past = step(feeds.decode(tokens[:, None], past))
+        logits = step(feeds.decode(tokens[:, None]))
     logger.debug("generated %d tokens for %d rows", len(generated), feeds.batch_size)
     return GenerationResult(np.stack(generated, axis=1), finished=~unfinished)
 

@@ -1,6 +1,7 @@
 """A stage model's graphs (text2music's AudioLDM components, caption's and chatglm's MiniGPT4 / ChatGLM graphs),
 run in the stage's own process or reached over BLS as served graph models, behind one interface:
-`graphs(name, feeds) -> outputs` (a recipe's `run_stage`) and `graphs.step(name)` (an LLM step graph's session).
+`graphs(name, feeds) -> outputs` (a recipe's `run_stage`) and `graphs.step(name)` (an LLM step graph's raw call,
+`run(feeds) -> (logits, new_key_values)`, which the recipes drive over their own `KVCache`).
 The `graphs` parameter of `musicgen.params.STAGE_GRAPH_PARAMETERS` chooses.
 """
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .generation import StepFn
+from .llm.kv_cache import GraphRun
 from .llm.step_session import STEP_GRAPHS, open_step_session, served_step
 from .params import SERVED, STAGE_GRAPH_PARAMETERS
 from .precision import FP32, parse_precisions
@@ -40,7 +41,7 @@ class InProcessGraphs:
     def __call__(self, name: str, feeds: Dict[str, np.ndarray]) -> List[np.ndarray]:
         return self._runners[name].run(feeds)
 
-    def step(self, name: str) -> StepFn:
+    def step(self, name: str) -> GraphRun:
         return self._steps[name]
 
 
@@ -53,7 +54,7 @@ class ServedGraphs:
     def __call__(self, name: str, feeds: Dict[str, np.ndarray]) -> List[np.ndarray]:
         return self._run_stage(name, feeds)
 
-    def step(self, name: str) -> StepFn:
+    def step(self, name: str) -> GraphRun:
         return served_step(self._run_stage, name)
 
 

@@ -5,8 +5,8 @@ renamed tensor breaks loudly everywhere at once. No third-party imports: the cli
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional, Tuple
+from dataclasses import dataclass, replace
+from typing import List, Optional, Tuple
 
 
 @dataclass(frozen=True)
@@ -131,6 +131,15 @@ class ComponentSpec:
     # Batch-first in every tensor, with shapes that repeat across requests (not a token length or a growing
     # cache): the GPU path replays it as CUDA graphs.
     replayable: bool = False
+    # An LLM step graph: its per-layer KV-cache inputs follow `inputs`, as many as the model has layers
+    # (`with_cache_inputs`, once the weights say how many).
+    kv_cache: bool = False
+
+    def with_cache_inputs(self, layers: int) -> "ComponentSpec":
+        """The spec of this step graph for a model of `layers` layers: `inputs` then the cache inputs."""
+        if not self.kv_cache:
+            raise ValueError(f"{self.name} takes no KV cache inputs")
+        return replace(self, inputs=self.inputs + cache_inputs(layers), kv_cache=False)
 
 
 AUDIOLDM_COMPONENTS = (
@@ -201,10 +210,22 @@ MINIGPT4_EMBED_TOKENS = "minigpt4_embed_tokens"
 MINIGPT4_LLM_STEP = "minigpt4_llm_step"
 CHATGLM_LLM_STEP = "chatglm_llm_step"
 
-# The LLM step graphs take and return the whole KV cache as ONE tensor
-# [layers, 2 (key, value), batch, heads, past_len, head_dim]; past_len 0 for the prefill.
-PAST_KEY_VALUES = TensorSpec("past_key_values", "FP32", (-1, 2, -1, -1, -1, -1))
-PRESENT_KEY_VALUES = TensorSpec("present_key_values", "FP32", (-1, 2, -1, -1, -1, -1))
+# The LLM step graphs read the KV cache as 2 × layers inputs `past_key_<i>`, `past_value_<i>`
+# [rows, heads, capacity, head_dim] (preallocated buffers, read only; the slots a row has not written are masked
+# out by `attention_mask` [rows, 1, new, capacity + new]) and return only the step's new positions
+# (`new_key_values`); the caller writes those into its buffers (musicgen.llm.kv_cache). Capacity 0 for a prefill.
+NEW_KEY_VALUES = TensorSpec("new_key_values", "FP32", (-1, 2, -1, -1, -1, -1))  # [layers, 2, rows, heads, new, d]
+
+
+def cache_input_names(layers: int) -> List[str]:
+    """The step graph's cache inputs in graph order: past_key_0, past_value_0, past_key_1, ..."""
+    return [f"past_{kind}_{layer}" for layer in range(layers) for kind in ("key", "value")]
+
+
+def cache_inputs(layers: int) -> Tuple[TensorSpec, ...]:
+    return tuple(TensorSpec(name, "FP32", (-1, -1, -1, -1)) for name in cache_input_names(layers))
+
+
 LAST_LOGITS = TensorSpec("logits", "FP32", (-1, -1))  # [batch, vocab], last position only
 
 MINIGPT4_COMPONENTS = (
@@ -223,11 +244,11 @@ MINIGPT4_COMPONENTS = (
         MINIGPT4_LLM_STEP,
         inputs=(
             TensorSpec("inputs_embeds", "FP32", (-1, -1, -1)),  # [batch, new positions, hidden]
-            TensorSpec("attention_mask", "INT64", (-1, 1, -1, -1)),  # [batch, 1, new, past + new]; 1 = attend
+            TensorSpec("attention_mask", "INT64", (-1, 1, -1, -1)),  # [batch, 1, new, capacity + new]; 1 = attend
             TensorSpec("position_ids", "INT64", (-1, -1)),  # [batch, new]
-            PAST_KEY_VALUES,
         ),
-        outputs=(LAST_LOGITS, PRESENT_KEY_VALUES),
+        outputs=(LAST_LOGITS, NEW_KEY_VALUES),
+        kv_cache=True,
     ),
 )
 CHATGLM_COMPONENTS = (
@@ -236,10 +257,10 @@ CHATGLM_COMPONENTS = (
         inputs=(
             TensorSpec("input_ids", "INT64", (-1, -1)),  # [batch, new positions]
             TensorSpec("position_ids", "INT64", (-1, 2, -1)),  # ChatGLM's 2-D positions: [batch, (pos, block), new]
-            TensorSpec("attention_mask", "INT64", (-1, 1, -1, -1)),  # [batch, 1, new, past + new]; 1 = attend
-            PAST_KEY_VALUES,
+            TensorSpec("attention_mask", "INT64", (-1, 1, -1, -1)),  # [batch, 1, new, capacity + new]; 1 = attend
         ),
-        outputs=(LAST_LOGITS, PRESENT_KEY_VALUES),
+        outputs=(LAST_LOGITS, NEW_KEY_VALUES),
+        kv_cache=True,
     ),
 )
 

@@ -4,7 +4,7 @@ The split follows what paddlenlp's `MiniGPT4ForConditionalGeneration.generate` d
 ViT → Q-Former (query tokens) → language projection once; the prompt's tokens are embedded and concatenated
 around those image embeddings; LLaMA then decodes from `inputs_embeds`, one token per step with a KV cache.
 Decode steps feed back an embedded token, hence the separate embedding graph. Tensor names come from the
-served interface; the KV cache crosses the graph boundary as one stacked tensor (export/kv_cache.py).
+served interface; the step reads per-layer cache buffers and returns only its new positions (export/kv_cache.py).
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from musicgen.llm.feeds import KVShape
 from musicgen_client import interface as api
 
 from ..core import Component
-from ..kv_cache import KVLayout, random_past
+from ..kv_cache import KVLayout, eager_reference, laid_out_case
 from . import patches
 
 # paddlenlp's LLaMA keeps each layer's key and value as [batch, seq, heads, head_dim].
@@ -58,10 +58,14 @@ class EmbedTokens(paddle.nn.Layer):
 
 
 class LlamaStep(paddle.nn.Layer):
-    """One LLaMA forward from embeddings with a KV cache: logits of the last position and the grown cache.
+    """One LLaMA forward from embeddings over a preallocated KV cache: logits of the last position and the
+    step's new keys and values [layers, 2, batch, heads, new, head_dim].
 
-    The mask comes in 4-D ([batch, 1, new, past + new], 1 = attend): LLaMA then uses it as given, while a 2-D
-    mask would send it through a `seq_len > 1` Python branch that a static graph cannot take per call.
+    `past` is the per-layer buffers (past_key_0, past_value_0, ...) [batch, heads, capacity, head_dim]; each layer
+    reads its pair in place through the split-cache attention, which is what `patches.llama_traceable` installs
+    while tracing (the eager model's attention concatenates instead). The mask comes in 4-D ([batch, 1, new,
+    capacity + new], 1 = attend): LLaMA then uses it as given, while a 2-D mask would send it through a
+    `seq_len > 1` Python branch that a static graph cannot take per call.
     """
 
     def __init__(self, model):
@@ -70,13 +74,22 @@ class LlamaStep(paddle.nn.Layer):
         self.lm_head = model.language_model.lm_head
         self.num_layers = model.config.text_config.num_hidden_layers
 
-    def forward(self, inputs_embeds, attention_mask, position_ids, past_key_values):
+    def forward(self, inputs_embeds, attention_mask, position_ids, past):
         out = self.llama(
             inputs_embeds=inputs_embeds, attention_mask=attention_mask.astype("bool"), position_ids=position_ids,
-            past_key_values=LLAMA_KV.unstack(past_key_values, self.num_layers), use_cache=True, return_dict=True,
+            past_key_values=list(zip(past[::2], past[1::2])), use_cache=True, return_dict=True,
         )
-        logits = self.lm_head(out.last_hidden_state[:, -1:, :])
-        return logits[:, 0, :].astype("float32"), LLAMA_KV.stack(out.past_key_values)
+        new_key_values = paddle.stack([paddle.stack([key, value]) for key, value in out.past_key_values])
+        return self.logits(out.last_hidden_state), new_key_values
+
+    def logits(self, hidden):
+        return self.lm_head(hidden[:, -1:, :])[:, 0, :].astype("float32")
+
+    def eager(self, tokens, mask, caches):
+        """The unpatched model on the logical cache (the parity reference): logits and the grown caches."""
+        out = self.llama(inputs_embeds=tokens["inputs_embeds"], attention_mask=mask.astype("bool"),
+                         position_ids=tokens["position_ids"], past_key_values=caches, use_cache=True, return_dict=True)
+        return self.logits(out.last_hidden_state), out.past_key_values
 
 
 def load_model(weights: Path):
@@ -117,30 +130,39 @@ def _sample_ids(weights: Path, rng: np.random.Generator) -> Dict[str, np.ndarray
     return {"input_ids": rng.integers(0, vocab, size=(2, 7)).astype("int64")}
 
 
+def _kv(weights: Path) -> KVShape:
+    layers, heads, head_dim, _, _ = _llm_dims(weights)
+    return KVShape(layers, heads, head_dim)
+
+
 def _prefill_feeds(weights: Path, rng: np.random.Generator) -> Dict[str, np.ndarray]:
-    """A prefill as `generate(inputs_embeds=...)` runs it: causal mask, every position at 0, no past."""
-    layers, heads, head_dim, hidden, _ = _llm_dims(weights)
+    """A prefill as `generate(inputs_embeds=...)` runs it: causal mask, every position at 0, an empty cache."""
+    hidden = _llm_dims(weights)[3]
     length = 12
+    causal = np.tril(np.ones((length, length), dtype="int64"))[None, None]
     return {
         "inputs_embeds": rng.standard_normal((1, length, hidden)).astype("float32"),
-        "attention_mask": np.tril(np.ones((length, length), dtype="int64"))[None, None],
         "position_ids": np.zeros((1, length), dtype="int64"),
-        "past_key_values": KVShape(layers, heads, head_dim).empty(1),
+        **laid_out_case(rng, _kv(weights), rows=1, written=0, capacity=0, logical_mask=causal),
     }
 
 
 def _decode_feeds(weights: Path, rng: np.random.Generator) -> Dict[str, Dict[str, np.ndarray]]:
-    """A decode step of a batch of two over a 9-position cache, one row with a masked-out position."""
-    layers, heads, head_dim, hidden, _ = _llm_dims(weights)
-    past = 9
-    mask = np.ones((2, 1, 1, past + 1), dtype="int64")
+    """A decode step of a batch of two over 9 written positions in 16-slot buffers (garbage in the other 7),
+    one row with a masked-out written position."""
+    hidden = _llm_dims(weights)[3]
+    written = 9
+    mask = np.ones((2, 1, 1, written + 1), dtype="int64")
     mask[1, ..., 0] = 0
     return {"decode": {
         "inputs_embeds": rng.standard_normal((2, 1, hidden)).astype("float32"),
-        "attention_mask": mask,
         "position_ids": np.full((2, 1), 3, dtype="int64"),
-        "past_key_values": random_past(rng, layers, 2, heads, past, head_dim),
+        **laid_out_case(rng, _kv(weights), rows=2, written=written, capacity=16, logical_mask=mask),
     }}
+
+
+def _reference(step: LlamaStep):
+    return eager_reference(step.eager, LLAMA_KV, step.num_layers)
 
 
 COMPONENTS = {
@@ -153,5 +175,6 @@ COMPONENTS = {
     api.MINIGPT4_LLM_STEP: Component(
         api.COMPONENTS_BY_NAME[api.MINIGPT4_LLM_STEP], _load_step, _prefill_feeds, 1e-4,
         trace_context=lambda _step: patches.llama_traceable(), more_cases=_decode_feeds,
+        cache_layers=lambda weights: _kv(weights).layers, reference=_reference,
     ),
 }

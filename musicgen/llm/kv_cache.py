@@ -22,18 +22,16 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from musicgen_client import interface as api
+from musicgen_client.interface import cache_input_names  # noqa: F401 - the graph's names, defined once
+
 from .feeds import KVShape
 
-NEW_KEY_VALUES = "new_key_values"
+NEW_KEY_VALUES = api.NEW_KEY_VALUES.name
 ATTENTION_MASK = "attention_mask"
 DEFAULT_CHUNK = 256  # positions added per growth: one copy of the cache per 256 tokens, not per token
 
 GraphRun = Callable[[Dict[str, Any]], Tuple[np.ndarray, np.ndarray]]  # feeds → (logits, new_key_values)
-
-
-def cache_input_names(layers: int) -> List[str]:
-    """The step graph's cache inputs in graph order: past_key_0, past_value_0, past_key_1, ..."""
-    return [f"past_{kind}_{layer}" for layer in range(layers) for kind in ("key", "value")]
 
 
 def is_cache_tensor(name: str) -> bool:

@@ -1,10 +1,11 @@
 """Image → caption (MiniGPT4) → music prompt (ChatGLM) over exported graphs, with no deep-learning framework.
 
 Each recipe reads as the original application's steps and drives its graphs through `run_stage(name, feeds)
--> outputs` (local graphs in tests and benchmarks, BLS calls inside Triton) and its step graph through a
-`StepFn` (by default the served graph through `run_stage`; in process, `musicgen.llm.step_session`, whose KV
-cache stays in the runtime). Every token loop takes `keep_going` (cancellation) and refuses, with a 400 naming
-`max_new_tokens`, a budget past what the stage's cache is sized for (`max_context_tokens`). Everything a recipe needs
+-> outputs` (local graphs in tests and benchmarks, BLS calls inside Triton) and its step graph through a raw
+call `run(feeds) -> (logits, new_key_values)` (by default the served graph through `run_stage`; in process,
+`musicgen.llm.step_session`) over a `KVCache` of its own per request, bounded by the prompt + `max_new_tokens`.
+Every token loop takes `keep_going` (cancellation) and refuses, with a 400 naming `max_new_tokens`, a budget
+past what the stage's cache is sized for (`max_context_tokens`). Everything a recipe needs
 besides the graphs lives in its asset folder, written by export: `caption/1/` and `chatglm/1/` hold the
 tokenizer, `CONFIG_FILE` (prompt template, generation parameters, KV-cache dims) and, for the caption, the
 image preprocessing constants. How a caption becomes ChatGLM's question, and its answer the music prompt, is
@@ -23,11 +24,12 @@ import numpy as np
 from musicgen_client import flow
 from musicgen_client import interface as api
 
-from ..generation import GenerationConfig, KeepGoing, StepFn, generate
+from ..generation import FeedsBuilder, GenerationConfig, GenerationResult, KeepGoing, generate
 from ..protocol import InvalidRequestError
 from . import prompts
 from .feeds import ChatGLMFeeds, KVShape, LlamaEmbedsFeeds, chatglm_prompt_inputs
 from .image import PREPROCESS_FILE, ImagePreprocessConfig, preprocess_image
+from .kv_cache import CachedStep, GraphRun, KVCache
 from .step_session import checked_step, served_step
 from .tokenizers import SentencePieceTokenizer
 
@@ -70,6 +72,13 @@ class TextGenConfig:
                 f"{max(limit - prompt_tokens, 0)} after this {prompt_tokens}-token prompt (this model holds "
                 f"{limit} tokens of context)")
 
+    def decode(self, run: GraphRun, feeds: FeedsBuilder, prompt_tokens: int, generation: GenerationConfig,
+               keep_going: Optional[KeepGoing]) -> GenerationResult:
+        """`generate` over `run` with a fresh cache, bounded by what this request can write (budget checked)."""
+        self.check_budget(prompt_tokens, generation)
+        cache = KVCache(self.kv, feeds.batch_size, limit=prompt_tokens + generation.max_new_tokens)
+        return generate(CachedStep(run, cache), feeds, generation, keep_going)
+
     def save(self, folder: Path) -> None:
         values = {"prompt_template": self.prompt_template, "generation": self.generation.to_dict(),
                   "kv": vars(self.kv), "question": self.question, "max_input_tokens": self.max_input_tokens,
@@ -87,7 +96,7 @@ class Caption:
 class CaptionRecipe:
     """image → caption: preprocess, encode the image, embed the prompt around it, decode greedily, cut at '#'."""
 
-    def __init__(self, assets: Path, run_stage: RunStage, step: Optional[StepFn] = None):
+    def __init__(self, assets: Path, run_stage: RunStage, step: Optional[GraphRun] = None):
         assets = Path(assets)
         self.config = TextGenConfig.load(assets)
         self.image_config = ImagePreprocessConfig.load(assets / PREPROCESS_FILE)
@@ -117,10 +126,9 @@ class CaptionRecipe:
         generation = generation or self.config.generation
         pixel_values = preprocess_image(image, self.image_config)
         inputs_embeds = self.prompt_embeds(pixel_values)
-        self.config.check_budget(inputs_embeds.shape[1], generation)
         mask = np.ones(inputs_embeds.shape[:2], dtype=np.int64)
-        feeds = LlamaEmbedsFeeds(inputs_embeds, mask, self.embed, self.config.kv, self.tokenizer.bos_token_id)
-        result = generate(self.step, feeds, generation, keep_going)
+        feeds = LlamaEmbedsFeeds(inputs_embeds, mask, self.embed, self.tokenizer.bos_token_id)
+        result = self.config.decode(self.step, feeds, inputs_embeds.shape[1], generation, keep_going)
         answer = self.tokenizer.decode(result.row(0))  # the original keeps special tokens here
         return Caption(prompts.caption_from_answer(answer), answer, result.row(0))
 
@@ -143,7 +151,7 @@ class MusicPrompt:
 class ChatGLMRecipe:
     """prompt → text, as paddlenlp's ChatGLM Taskflow: tokenize (left truncation), decode, strip newlines."""
 
-    def __init__(self, assets: Path, run_stage: Optional[RunStage], step: Optional[StepFn] = None):
+    def __init__(self, assets: Path, run_stage: Optional[RunStage], step: Optional[GraphRun] = None):
         assets = Path(assets)
         self.config = TextGenConfig.load(assets)
         self.tokenizer = SentencePieceTokenizer.load(assets / TOKENIZER_DIR)
@@ -163,10 +171,8 @@ class ChatGLMRecipe:
         prompt = self.config.prompt_template.format(text)
         tok = self.tokenizer
         ids = self.prompt_ids(prompt)
-        self.config.check_budget(len(ids), generation)
         inputs = chatglm_prompt_inputs([ids], tok.bos_token_id, tok.mask_token_id, tok.gmask_token_id, tok.pad_token_id)
-        feeds = ChatGLMFeeds(inputs, self.config.kv)
-        result = generate(self.step, feeds, generation, keep_going)
+        result = self.config.decode(self.step, ChatGLMFeeds(inputs), len(ids), generation, keep_going)
         answer = tok.decode(result.row(0), skip_special_tokens=True).strip("\n")
         return GeneratedText(answer, prompt, result.row(0))
 
@@ -180,7 +186,7 @@ class ImageToMusicPrompt:
 
     @classmethod
     def from_repository(cls, repository: Path, run_stage: RunStage,
-                        step_for: Optional[Callable[[str], StepFn]] = None) -> "ImageToMusicPrompt":
+                        step_for: Optional[Callable[[str], GraphRun]] = None) -> "ImageToMusicPrompt":
         """`step_for(name)`: the step graphs' sessions (e.g. `InProcessGraphs.step`); None: through run_stage."""
         repository = Path(repository)
         step_for = step_for or (lambda name: None)

@@ -1,21 +1,21 @@
-"""LLM step graphs run in the stage's own process, the KV cache kept in buffers the runtime owns.
+"""LLM step graphs run in the stage's own process, reading the KV cache where it lies.
 
-A step graph maps (this step's token inputs, past KV cache) → (last logits, present KV cache). Served over BLS,
-every decode step ships the whole cache to the graph model and back (four copies through shared memory and
-numpy). Here the decoding loop and the graph share a process and the cache never becomes numpy:
+A step graph call is `run(feeds) -> (logits [rows, vocab], new_key_values [layers, 2, rows, heads, new, head_dim])`
+(`musicgen.llm.kv_cache.GraphRun`): the feeds carry the step's token inputs, the mask laid out over the cache and
+the per-layer cache buffers (views of `KVCache`'s numpy arrays); only the step's new positions come back, and
+`CachedStep` writes them into the buffers. So a decode step moves one token's tensors, never the cache:
 
-- onnxruntime (`OrtStepSession`): IO binding. The small inputs are bound from numpy, `present_key_values` is
-  bound as an output on the session's device and comes back as an OrtValue, which the next step binds as its
-  `past_key_values` as is (on CUDA the cache never leaves the GPU). Only the logits are copied out.
-- paddle.inference (`PaddleStepSession`): `predictor.run(list of paddle.Tensor)`, whose outputs are
-  paddle Tensors; the present cache goes back in as the next step's past without a numpy round trip.
+- onnxruntime (`OrtStepSession`): IO binding, every input bound as an OrtValue over the numpy memory
+  (`OrtValue.ortvalue_from_numpy` shares CPU memory: the session reads the buffers in place); logits and
+  new_key_values come back as CPU numpy.
+- paddle.inference (`PaddleStepSession`): every input handed over through DLPack (`paddle.from_dlpack` shares the
+  numpy memory on the CPU), `predictor.run(tensors)`; the two outputs come back as numpy.
 
-A step then moves one token's tensors across the runtime boundary, not the cache. The graph itself still
-slices, concatenates and re-stacks the cache (copies inside the runtime that grow with the context);
-export/LLM.md measures them and describes the graph change that removes them.
+On a GPU the buffers stay in host memory (the runtime copies them to the device each step): correct, not fast;
+export/LLM.md says what device-resident buffers would take.
 
-`StepFn` is what `musicgen.generation.generate` calls; `served_step` is the BLS form of the same thing, for
-stage models configured to call the served step graphs.
+`served_step` is the same call over BLS (`graphs: served`): the stage keeps the numpy `KVCache` and sends its
+buffers with every step, by design, for stage-by-stage callers.
 """
 from __future__ import annotations
 
@@ -27,68 +27,65 @@ import numpy as np
 
 from musicgen_client import interface as api
 
-from ..generation import StepFn
-from ..protocol import check_finite
 from ..precision import onnx_file
+from ..protocol import check_finite
 from ..runtime import PADDLE_DIR, OnnxRunner, PaddleRunner, RuntimeOptions, open_graph
+from .kv_cache import GraphRun
 
 logger = logging.getLogger(__name__)
 
 STEP_GRAPHS = (api.MINIGPT4_LLM_STEP, api.CHATGLM_LLM_STEP)
-PAST = api.PAST_KEY_VALUES.name
 
 
 class OrtStepSession(OnnxRunner):
-    """A step graph on onnxruntime whose present cache stays an OrtValue between steps."""
+    """A step graph on onnxruntime reading its inputs, the cache buffers included, from numpy without a copy."""
 
     def __init__(self, model: Path, options: RuntimeOptions):
         super().__init__(model, options)
         import onnxruntime as ort
 
         self._ort_value = ort.OrtValue
-        # Where the cache lives: the first provider's device (CUDA keeps it on the GPU).
-        self._cache_device = "cuda" if self.providers[0] == "CUDAExecutionProvider" else "cpu"
-        self._device_id = options.device_id if self._cache_device == "cuda" else 0
 
-    def __call__(self, feeds: Dict[str, Any]) -> Tuple[np.ndarray, Any]:
+    def bound(self, array: np.ndarray):
+        """An OrtValue over `array`'s own memory (a C-contiguous view stays a view: no copy)."""
+        return self._ort_value.ortvalue_from_numpy(np.ascontiguousarray(array))
+
+    def __call__(self, feeds: Dict[str, Any]) -> Tuple[np.ndarray, np.ndarray]:
         binding = self._session.io_binding()
-        for name in self.input_names:
-            value = feeds[name]
-            if isinstance(value, self._ort_value):
-                binding.bind_ortvalue_input(name, value)  # last step's present cache, where it was left
-            else:
-                binding.bind_cpu_input(name, np.ascontiguousarray(value))
-        logits_name, present_name = self.output_names
-        binding.bind_output(logits_name, "cpu")
-        binding.bind_output(present_name, self._cache_device, self._device_id)
+        inputs = [self.bound(feeds[name]) for name in self.input_names]  # alive until the run is done
+        for name, value in zip(self.input_names, inputs):
+            binding.bind_ortvalue_input(name, value)
+        for name in self.output_names:
+            binding.bind_output(name, "cpu")
         self._session.run_with_iobinding(binding)
-        logits, present = binding.get_outputs()
-        return logits.numpy(), present
+        logits, new_key_values = binding.get_outputs()
+        return logits.numpy(), new_key_values.numpy()
 
 
 class PaddleStepSession(PaddleRunner):
-    """A step graph on paddle.inference whose present cache stays a paddle Tensor between steps."""
+    """A step graph on paddle.inference reading its inputs, the cache buffers included, from numpy through DLPack."""
 
     def __init__(self, model_dir: Path, options: RuntimeOptions):
         super().__init__(model_dir, options)
         import paddle
 
         self._paddle = paddle
-        self._place = paddle.CUDAPlace(options.device_id) if options.device == "gpu" else paddle.CPUPlace()
+        self._gpu = paddle.CUDAPlace(options.device_id) if options.device == "gpu" else None
 
-    def __call__(self, feeds: Dict[str, Any]) -> Tuple[np.ndarray, Any]:
-        tensors = [self._as_tensor(feeds[name]) for name in self.input_names]
-        logits, present = self._predictor.run(tensors)  # outputs in graph order
-        return logits.numpy(), present
+    def tensor(self, array: np.ndarray):
+        """A paddle Tensor over `array`'s own memory on the CPU (a copy on the device for a GPU predictor)."""
+        array = np.ascontiguousarray(array)
+        if self._gpu is not None:
+            return self._paddle.to_tensor(array, place=self._gpu)
+        return self._paddle.from_dlpack(array)
 
-    def _as_tensor(self, value):
-        if isinstance(value, self._paddle.Tensor):
-            return value
-        return self._paddle.to_tensor(np.ascontiguousarray(value), place=self._place)
+    def __call__(self, feeds: Dict[str, Any]) -> Tuple[np.ndarray, np.ndarray]:
+        logits, new_key_values = self._predictor.run([self.tensor(feeds[name]) for name in self.input_names])
+        return logits.numpy(), new_key_values.numpy()
 
 
-def open_step_session(version_dir: Path, options: RuntimeOptions) -> StepFn:
-    """A step graph's version folder, loaded in the chosen format as a `StepFn` with a runtime-owned cache."""
+def open_step_session(version_dir: Path, options: RuntimeOptions) -> GraphRun:
+    """A step graph's version folder, loaded in the chosen format as a raw step call (`GraphRun`)."""
     version_dir = Path(version_dir)
     if options.backend == "onnxruntime":
         session: Any = OrtStepSession(version_dir / onnx_file(options.precision), options)
@@ -100,16 +97,16 @@ def open_step_session(version_dir: Path, options: RuntimeOptions) -> StepFn:
     return session
 
 
-def served_step(run_stage, name: str) -> StepFn:
-    """A step graph reached through `run_stage` (BLS inside Triton): the cache travels as numpy both ways."""
+def served_step(run_stage, name: str) -> GraphRun:
+    """A step graph reached through `run_stage` (BLS inside Triton): the cache buffers travel with every step."""
     return lambda feeds: tuple(run_stage(name, feeds))
 
 
-def checked_step(step: StepFn, name: str) -> StepFn:
-    """`step`, refusing non-finite logits (a broken or fp16-overflowing graph): BadOutputError naming `name`,
+def checked_step(run: GraphRun, name: str) -> GraphRun:
+    """`run`, refusing non-finite logits (a broken or fp16-overflowing graph): BadOutputError naming `name`,
     never tokens picked from NaN."""
-    def run(feeds):
-        logits, past = step(feeds)
+    def checked(feeds):
+        logits, new_key_values = run(feeds)
         check_finite(name, logits, " in its logits")
-        return logits, past
-    return run
+        return logits, new_key_values
+    return checked

@@ -18,6 +18,10 @@ def test_parity_report_covers_both_formats_and_both_cache_cases(llm_build, compo
     assert seen == {(b, c, t.name) for b in ("paddle", "onnxruntime") for c in cases for t in spec.outputs}
     for r in report["results"]:
         assert r["ok"] and r["max_rel"] <= r["tolerance"] <= 1e-4, r
-    if component in STEP_GRAPHS:  # the prefill runs with a zero-length past, the decode step with a real one
-        past = {case: shapes["past_key_values"][4] for case, shapes in report["cases"].items()}
-        assert past["sample"] == 0 and past["decode"] > 0
+    if component in STEP_GRAPHS:
+        # the prefill runs over empty buffers; the decode step over buffers with more slots than written
+        # (garbage in the rest: the mask must hide them) and a masked written position in one row
+        capacity = {case: shapes["past_key_0"][2] for case, shapes in report["cases"].items()}
+        masks = {case: shapes["attention_mask"] for case, shapes in report["cases"].items()}
+        assert capacity["sample"] == 0 and capacity["decode"] > 0
+        assert masks["decode"][0] == 2 and masks["decode"][3] == capacity["decode"] + 1

@@ -48,8 +48,8 @@ def test_served_graphs_call_every_graph_through_bls_the_step_included():
     graphs = open_stage_graphs(parameters(graphs="served"), None, [api.CHATGLM_LLM_STEP],
                                lambda name, feeds: calls.append((name, sorted(feeds))) or ["logits", "present"])
     assert isinstance(graphs, ServedGraphs)
-    assert graphs.step(api.CHATGLM_LLM_STEP)({"past_key_values": 1}) == ("logits", "present")
-    assert calls == [(api.CHATGLM_LLM_STEP, ["past_key_values"])]
+    assert graphs.step(api.CHATGLM_LLM_STEP)({"past_key_0": 1}) == ("logits", "present")
+    assert calls == [(api.CHATGLM_LLM_STEP, ["past_key_0"])]
 
 
 @pytest.mark.parametrize("name, value", [("backend", "paddle"), ("threads", "2"), ("device", "gpu")])
@@ -70,3 +70,46 @@ def test_non_finite_logits_are_a_bad_output_naming_the_step_graph():
         step({})
     fine = checked_step(lambda feeds: (np.zeros((1, 3), np.float32), "cache"), api.CHATGLM_LLM_STEP)
     assert fine({})[1] == "cache"
+
+
+# ---- the in-process onnxruntime step reads the cache buffers in place -----------------------------------------
+def toy_step_graph() -> bytes:
+    """An ONNX step graph with the step-graph signature for one layer: logits [rows, 1] = the sum of past_key_0
+    over its capacity (so each step shows what the buffer held), new_key_values = the `new` input as given."""
+    from onnx import TensorProto, helper
+
+    inputs = [helper.make_tensor_value_info("new", TensorProto.FLOAT, [1, 2, "rows", "heads", "n", "d"]),
+              helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["rows", 1, "n", "total"]),
+              helper.make_tensor_value_info("past_key_0", TensorProto.FLOAT, ["rows", "heads", "capacity", "d"]),
+              helper.make_tensor_value_info("past_value_0", TensorProto.FLOAT, ["rows", "heads", "capacity", "d"])]
+    outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["rows", 1]),
+               helper.make_tensor_value_info("new_key_values", TensorProto.FLOAT, [1, 2, "rows", "heads", "n", "d"])]
+    axes = helper.make_tensor("axes", TensorProto.INT64, [3], [1, 2, 3])
+    nodes = [helper.make_node("ReduceSum", ["past_key_0", "axes"], ["summed"], keepdims=1),
+             helper.make_node("Flatten", ["summed"], ["logits"], axis=1),
+             helper.make_node("Identity", ["new"], ["new_key_values"])]
+    graph = helper.make_graph(nodes, "toy_step", inputs, outputs, initializer=[axes])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+
+
+def test_the_onnxruntime_step_binds_the_cache_buffers_without_a_copy():
+    import numpy as np
+
+    from musicgen.llm.kv_cache import CachedStep, KVCache
+    from musicgen.llm.step_session import OrtStepSession
+    from musicgen.runtime import RuntimeOptions
+
+    session = OrtStepSession(toy_step_graph(), RuntimeOptions())
+    cache = KVCache(KVShape(1, 2, 3), rows=1, chunk=8)
+    step = CachedStep(session, cache)
+    ones = np.ones((1, 2, 1, 2, 2, 3), dtype=np.float32)
+    logits = step({"new": ones, "attention_mask": np.ones((1, 1, 2, 2), dtype=np.int64)})  # prefill: 2 positions
+    assert logits.tolist() == [[0.0]] and cache.lengths.tolist() == [2]
+    logits = step({"new": 2 * ones[..., :1, :], "attention_mask": np.ones((1, 1, 1, 3), dtype=np.int64)})
+    assert logits.tolist() == [[12.0]]  # the graph read the two positions written into the buffer: 2 heads × 2 × 3
+    for buffer in cache.buffers():  # the views handed to the runtime, not copies of them
+        assert session.bound(buffer).data_ptr() == buffer.ctypes.data
+    key = cache.buffers()[0]
+    bound = session.bound(key)
+    key[0, 0, 0, 0] = 100.0  # written in place after binding: the runtime's value sees it
+    assert bound.numpy()[0, 0, 0, 0] == 100.0
