@@ -8,10 +8,10 @@ stages, `weights/minigpt4-<preset>`, `weights/chatglm-<preset>`). Same weights, 
 greedy (ChatGLM's top_k 1 sampling), no stop token, so every run makes exactly the asked number of tokens.
 
 - eager: paddlenlp `generate` as the original application calls it (float32, as exported);
-- in_process/<backend>: the stage recipe, its step graph in process and the KV cache kept by the runtime
+- in_process/<backend>: the stage recipe, its step graph in process reading the stage's KV cache buffers in place
   (the served default);
-- numpy/<backend>: the same recipe with the cache handed over as numpy each step (the served-graph path's copies,
-  without Triton's shared memory);
+- numpy/<backend>: the same recipe with the cache buffers handed to the graph runner as numpy feeds each step (the
+  served-graph path, without Triton's shared memory);
 - served/graphs=<mode>: the `caption` and `chatglm` models through a real tritonserver (HTTP), their `graphs`
   parameter in_process (default) or served (every step a BLS call carrying the cache).
 
@@ -42,6 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "client")]
 
 from musicgen.llm.feeds import ChatGLMFeeds, LlamaEmbedsFeeds, chatglm_prompt_inputs  # noqa: E402
+from musicgen.llm.kv_cache import CachedStep, KVCache  # noqa: E402
 from musicgen.llm.recipes import CaptionRecipe, ChatGLMRecipe  # noqa: E402
 from musicgen.stage_graphs import InProcessGraphs, ServedGraphs  # noqa: E402
 from musicgen.runtime import RuntimeOptions, local_stage_runner  # noqa: E402
@@ -191,31 +192,34 @@ def benchmark_repository(source: Path, graphs_mode: str, backend: str, threads: 
 
 # ---- per-token decode time against the context length ----------------------------------------------------
 def context_feeds(repository: Path, graphs, llm: str, context: int, batch: int):
+    """(feeds builder, the stage's KV dims) for a prompt of `context` positions."""
     if llm == api.CAPTION:
         rng = np.random.default_rng(context)
         recipe = CaptionRecipe(repository / api.CAPTION / "1", graphs)
         hidden = recipe.embed(np.array([[1]])).shape[-1]
         embeds = rng.standard_normal((batch, context, hidden)).astype(np.float32)
-        return LlamaEmbedsFeeds(embeds, np.ones((batch, context), np.int64), recipe.embed, recipe.config.kv,
-                                recipe.tokenizer.bos_token_id)
+        feeds = LlamaEmbedsFeeds(embeds, np.ones((batch, context), np.int64), recipe.embed, recipe.tokenizer.bos_token_id)
+        return feeds, recipe.config.kv
     recipe = ChatGLMRecipe(repository / api.CHATGLM / "1", graphs)
     tok = recipe.tokenizer
     text_ids = tok.encode(flow.music_prompt_request(CAPTION_TEXT), add_special_tokens=False)
     ids = tok.with_special_tokens(np.resize(text_ids, context - 2).tolist())  # the prompt's text, repeated
     inputs = chatglm_prompt_inputs([ids] * batch, tok.bos_token_id, tok.mask_token_id, tok.gmask_token_id,
                                    tok.pad_token_id)
-    return ChatGLMFeeds(inputs, recipe.config.kv)
+    return ChatGLMFeeds(inputs), recipe.config.kv
 
 
 def per_token_ms(repository: Path, graphs, llm: str, context: int, steps: int, batch: int = 1) -> Dict[str, float]:
-    """Decode step time after a prefill of `context` positions: min and median over `steps` (first one dropped)."""
-    step = graphs.step(api.MINIGPT4_LLM_STEP if llm == api.CAPTION else api.CHATGLM_LLM_STEP)
-    feeds = context_feeds(repository, graphs, llm, context, batch)
-    logits, past = step(feeds.prefill())
+    """Decode step time after a prefill of `context` positions: min and median over `steps` (first one dropped:
+    it grows the cache by a chunk), the cache as the recipes keep it (`KVCache`, chunked growth)."""
+    feeds, kv = context_feeds(repository, graphs, llm, context, batch)
+    step = CachedStep(graphs.step(api.MINIGPT4_LLM_STEP if llm == api.CAPTION else api.CHATGLM_LLM_STEP),
+                      KVCache(kv, batch, limit=context + steps + 1))
+    logits = step(feeds.prefill())
     times = []
     for _ in range(steps):
         start = time.perf_counter()
-        logits, past = step(feeds.decode(logits.argmax(-1)[:, None].astype(np.int64), past))
+        logits = step(feeds.decode(logits.argmax(-1)[:, None].astype(np.int64)))
         times.append(time.perf_counter() - start)
     return {"min_ms": min(times[1:]) * 1e3, "median_ms": statistics.median(times[1:]) * 1e3}
 

@@ -4,8 +4,8 @@ The eager side is called the way the original PaddleMIX flow calls it (musicgen.
 through `MiniGPT4ForConditionalGeneration.generate` on the processor's inputs with MiniGPT4Task's kwargs;
 ChatGLM through `ChatGLMForCausalLM.generate` with the ChatGLM Taskflow's tokenization and kwargs. Only
 max_new_tokens is lowered (the same on both sides) to keep the tests fast. Each runs on both graph formats and
-both ways a stage reaches its step graph: in process (the KV cache kept by the runtime between steps, the
-served default) and through `run_stage` (the cache as numpy both ways, as over BLS).
+both ways a stage reaches its step graph: in process (the runtime reads the stage's KV cache buffers in place, the
+served default) and through `run_stage` (the buffers sent as numpy feeds, as over BLS).
 """
 import io
 
@@ -14,6 +14,9 @@ import pytest
 from PIL import Image
 
 from musicgen.llm import prompts
+from musicgen.llm.feeds import ChatGLMFeeds, chatglm_prompt_inputs
+from musicgen.llm.kv_cache import CachedStep, KVCache
+from musicgen.llm.step_session import OrtStepSession
 from musicgen.llm.recipes import CaptionRecipe, ImageToMusicPrompt, ChatGLMRecipe, TextGenConfig
 from musicgen.stage_graphs import InProcessGraphs, ServedGraphs
 from musicgen.runtime import RuntimeOptions, local_stage_runner
@@ -173,3 +176,31 @@ def test_chatglm_budget_past_the_cache_is_refused_before_any_step(llm_build, gra
     with pytest.raises(InvalidRequestError, match=f"max_new_tokens: {room + 1} is out of range: allowed 1 to {room}"):
         recipe(prompt, music_config.generation.updated(max_new_tokens=room + 1),
                keep_going=lambda: pytest.fail("no step may run"))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_in_process_steps_read_the_cache_buffers_in_place(llm_build, backend):
+    """The session hands the runtime the KVCache's own memory (same data pointer: no copy of the cache), and a
+    decode step writes one position into the same buffers, which keep their identity across steps."""
+    graphs = InProcessGraphs(llm_build.repository, [api.CHATGLM_LLM_STEP], RuntimeOptions(backend=backend))
+    session = graphs.step(api.CHATGLM_LLM_STEP)
+    recipe = chatglm_recipe(llm_build, graphs)
+    tok = recipe.tokenizer
+    ids = recipe.prompt_ids(flow.music_prompt_request("a cat"))
+    feeds = ChatGLMFeeds(chatglm_prompt_inputs([ids], tok.bos_token_id, tok.mask_token_id, tok.gmask_token_id,
+                                               tok.pad_token_id))
+    cache = KVCache(recipe.config.kv, rows=1, chunk=64)
+    step = CachedStep(session, cache)
+    logits = step(feeds.prefill())
+    buffers = cache.buffers()
+    before = [buffer.copy() for buffer in buffers]
+    step(feeds.decode(logits.argmax(-1)[:, None].astype(np.int64)))
+    after = cache.buffers()
+    length = len(ids)
+    for old, new, kept in zip(buffers, after, before):
+        assert new.ctypes.data == old.ctypes.data  # the same memory: nothing reallocated within a chunk
+        np.testing.assert_array_equal(new[:, :, :length], kept[:, :, :length])  # what was written stays
+        assert np.abs(new[:, :, length]).sum() > 0 and not kept[:, :, length].any()  # one new position
+    wrap = session.bound if isinstance(session, OrtStepSession) else session.tensor
+    for buffer in after:
+        assert wrap(buffer).data_ptr() == buffer.ctypes.data
