@@ -65,7 +65,9 @@ class LlamaStep(paddle.nn.Layer):
     reads its pair in place through the split-cache attention, which is what `patches.llama_traceable` installs
     while tracing (the eager model's attention concatenates instead). The mask comes in 4-D ([batch, 1, new,
     capacity + new], 1 = attend): LLaMA then uses it as given, while a 2-D mask would send it through a
-    `seq_len > 1` Python branch that a static graph cannot take per call.
+    `seq_len > 1` Python branch that a static graph cannot take per call. (`LlamaModel.forward` reads a "cache
+    length" off dim 1 of the first key buffer — heads, in this layout — only to build the masks it is not asked
+    for here.)
     """
 
     def __init__(self, model):
