@@ -2,6 +2,8 @@
 import json
 
 import pytest
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as mc
 
 from musicgen_client import interface as api
 
@@ -25,3 +27,21 @@ def test_parity_report_covers_both_formats_and_both_cache_cases(llm_build, compo
         masks = {case: shapes["attention_mask"] for case, shapes in report["cases"].items()}
         assert capacity["sample"] == 0 and capacity["decode"] > 0
         assert masks["decode"][0] == 2 and masks["decode"][3] == capacity["decode"] + 1
+
+
+@pytest.mark.parametrize("component", sorted(STEP_GRAPHS))
+@pytest.mark.parametrize("backend", ["onnxruntime", "paddle"])
+def test_step_graphs_take_one_cache_input_per_layer_and_kind_as_their_configs_say(llm_build, component, backend):
+    """Graph, served config and interface agree on the per-layer cache inputs (and on nothing stacked)."""
+    from musicgen.llm.recipes import TextGenConfig
+    from musicgen.runtime import RuntimeOptions, open_graph
+
+    stage = api.CAPTION if component == api.MINIGPT4_LLM_STEP else api.CHATGLM
+    layers = TextGenConfig.load(llm_build.repository / stage / "1").kv.layers
+    expected = [t.name for t in api.COMPONENTS_BY_NAME[component].with_cache_inputs(layers).inputs]
+    assert expected[-2 * layers:] == api.cache_input_names(layers)
+    graph = open_graph(llm_build.repository / component / "1", RuntimeOptions(backend=backend))
+    assert graph.input_names == expected
+    config = text_format.Parse((llm_build.repository / component / "config.pbtxt").read_text(), mc.ModelConfig())
+    assert [t.name for t in config.input] == expected
+    assert [t.name for t in config.output] == [t.name for t in api.COMPONENTS_BY_NAME[component].outputs]

@@ -113,3 +113,16 @@ def test_the_onnxruntime_step_binds_the_cache_buffers_without_a_copy():
     bound = session.bound(key)
     key[0, 0, 0, 0] = 100.0  # written in place after binding: the runtime's value sees it
     assert bound.numpy()[0, 0, 0, 0] == 100.0
+
+
+def test_step_specs_spell_out_one_cache_input_per_layer_and_kind_after_their_own_inputs():
+    step = api.COMPONENTS_BY_NAME[api.CHATGLM_LLM_STEP]
+    spec = step.with_cache_inputs(2)
+    assert [t.name for t in spec.inputs] == ["input_ids", "position_ids", "attention_mask", "past_key_0",
+                                             "past_value_0", "past_key_1", "past_value_1"]
+    assert all(t.datatype == "FP32" and len(t.dims) == 4 for t in spec.inputs[3:])
+    assert [t.name for t in spec.outputs] == ["logits", api.NEW_KEY_VALUES.name] and not spec.kv_cache
+    with pytest.raises(ValueError, match="takes no KV cache inputs"):
+        spec.with_cache_inputs(2)  # spelled out once
+    with pytest.raises(ValueError, match="takes no KV cache inputs"):
+        api.COMPONENTS_BY_NAME[api.AUDIOLDM_UNET].with_cache_inputs(2)
