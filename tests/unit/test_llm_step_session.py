@@ -126,3 +126,25 @@ def test_step_specs_spell_out_one_cache_input_per_layer_and_kind_after_their_own
         spec.with_cache_inputs(2)  # spelled out once
     with pytest.raises(ValueError, match="takes no KV cache inputs"):
         api.COMPONENTS_BY_NAME[api.AUDIOLDM_UNET].with_cache_inputs(2)
+
+
+def test_a_request_decodes_over_a_cache_bounded_by_its_prompt_and_max_new_tokens():
+    """The buffers the graph sees hold at most prompt + max_new_tokens positions, whatever the growth chunk; each
+    step sees the logical mask laid over them and hands back only its new positions."""
+    import numpy as np
+
+    from musicgen.llm.feeds import ChatGLMFeeds, chatglm_prompt_inputs
+
+    seen = []
+
+    def run(feeds):
+        seen.append((feeds["past_key_0"].shape[2], feeds["attention_mask"].shape[-1], feeds["input_ids"].shape[1]))
+        new = feeds["input_ids"].shape[1]
+        return np.zeros((1, 4), np.float32), np.ones((1, 2, 1, 1, new, 1), np.float32)
+
+    config = textgen(100)
+    feeds = ChatGLMFeeds(chatglm_prompt_inputs([[10, 11, 5, 7, 12]], 7, 4, 5, 3))  # a 5-token prompt
+    result = config.decode(run, feeds, 5, config.generation_for(3), keep_going=None)
+    assert result.token_ids.shape == (1, 3)
+    # 8 slots (5 + 3) reserved from the prefill on (its 5 positions then written there), the mask over them
+    assert seen == [(8, 13, 5), (8, 9, 1), (8, 9, 1)]
