@@ -15,7 +15,7 @@ import subprocess
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, ContextManager, Dict, List, Sequence
+from typing import Callable, ContextManager, Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -40,6 +40,12 @@ def configure_logging() -> None:
         logging.getLogger(name).setLevel(logging.INFO)
 
 
+def preset_folder(family: str, preset: str, layers: Optional[int] = None) -> str:
+    """The weights folder name of a random-weight preset, `--layers` included so depths do not overwrite each
+    other."""
+    return f"{family}-{preset}" + (f"-{layers}-layers" if layers else "")
+
+
 class ExportError(RuntimeError):
     """A conversion failed or its graph disagrees with the eager model."""
 
@@ -62,12 +68,15 @@ def save_paddle_inference(layer, input_spec: Sequence, version_dir: Path) -> Pat
     return out_dir
 
 
-def convert_to_onnx(version_dir: Path, timeout_s: float = 1800) -> Path:
-    """Convert version_dir/paddle/ to version_dir/model.onnx in a child process."""
+def convert_to_onnx(version_dir: Path, timeout_s: float = 1800, external_above: Optional[int] = None) -> Path:
+    """Convert version_dir/paddle/ to version_dir/model.onnx in a child process; weights past `external_above`
+    bytes (default: export.onnx_convert's) go to model.onnx.data as ONNX external data."""
     version_dir = Path(version_dir)
     paddle_dir = version_dir / PADDLE_DIR
     target = version_dir / ONNX_FILE
     cmd = [sys.executable, "-m", "export.onnx_convert", str(paddle_dir), str(target)]
+    if external_above is not None:
+        cmd += ["--external-above", str(external_above)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=_child_env())
     if proc.returncode != 0 or not target.exists():
         tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-30:])
