@@ -21,12 +21,14 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import multiprocessing
 import os
 import time
 import sys
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 from export.core import ExportError, configure_logging
 from musicgen.manifest import write_manifests
@@ -73,6 +75,19 @@ def resolve_weights(source: str) -> Path:
             return candidate
     raise FileNotFoundError(f"no weights folder at {path} nor {' nor '.join(map(str, candidates))}: nothing is "
                             "downloaded, bring the save_pretrained folder there")
+
+
+def build_preset_in_child(family: Family, preset: str, weights_root: Path, layers: Optional[int]) -> Path:
+    """Build a preset's random weights in a child process: drawing and saving them holds several copies, and
+    memory a process has used stays with it, so the export's own peak would otherwise start from there."""
+    layered = {"layers": layers} if family.layered else {}
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as child:
+        return child.submit(_build_preset, family.name, preset, weights_root, layered).result()
+
+
+def _build_preset(family: str, preset: str, weights_root: Path, layered: dict) -> Path:
+    configure_logging()
+    return FAMILIES[family].build_module().build_preset(preset, weights_root, **layered)
 
 
 def _gpu_list(text: str) -> tuple:
@@ -130,8 +145,7 @@ def main(argv=None) -> int:
     started = time.time()
     try:
         if args.preset:
-            layers = {"layers": args.layers} if family.layered else {}
-            weights = build.build_preset(args.preset, Path(args.weights_dir), **layers)
+            weights = build_preset_in_child(family, args.preset, Path(args.weights_dir), args.layers)
         else:
             weights = resolve_weights(args.weights)
         build.export_family(weights, Path(args.out), Serving(args.backend, args.device, precisions, args.gpus))

@@ -12,6 +12,7 @@ import gc
 import json
 import logging
 import os
+import resource
 import subprocess
 import sys
 from dataclasses import asdict, dataclass
@@ -39,6 +40,11 @@ def configure_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for name in ("export", "musicgen"):
         logging.getLogger(name).setLevel(logging.INFO)
+
+
+# Random-weight presets save their weights in shards of at most this size, as large real checkpoints come: saving
+# and loading (paddlenlp's low_cpu_mem_usage) then hold one shard beside the model instead of a whole second copy.
+PRESET_SHARD_SIZE = "1GB"
 
 
 def preset_folder(family: str, preset: str, layers: Optional[int] = None) -> str:
@@ -219,6 +225,7 @@ def export_component(component: Component, weights: Path, version_dir: Path, see
     """Eager → Paddle inference → ONNX for one component, then check both graphs against eager."""
     layer = component.load(Path(weights))
     layer.eval()
+    log_peak_memory(component.spec.name, "loading the eager model")
     cases = parity_cases(component, weights, seed)
     # Eager outputs first: tracing may mutate cached state on some models.
     expected = {case: paddle_outputs(layer)(feeds) for case, feeds in cases.items()}
@@ -226,13 +233,22 @@ def export_component(component: Component, weights: Path, version_dir: Path, see
         save_paddle_inference(layer, component.input_spec(weights), version_dir)
     # The eager weights are not needed past this point: free them before the conversion and the parity runtimes
     # load the graph's own copy (what keeps the export's peak near one copy of the weights, export/LLM.md).
+    log_peak_memory(component.spec.name, "tracing and saving the Paddle graph")
     del layer
     gc.collect()
     convert_to_onnx(version_dir)
-    return check_parity(
+    results = check_parity(
         component.spec.name, version_dir, expected, cases, [t.name for t in component.spec.outputs],
         component.tolerance,
     )
+    log_peak_memory(component.spec.name, "the parity check")
+    return results
+
+
+def log_peak_memory(component: str, phase: str) -> None:
+    """Log this process's peak RSS so far (what export/LLM.md's memory figures are read from)."""
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    logger.info("%s: peak RSS %.2f GB after %s", component, peak_kib * 1024 / 1e9, phase)
 
 
 def run_job(family: str, component: str, weights: Path, version_dir: Path) -> None:

@@ -16,6 +16,7 @@ from typing import Optional
 
 from musicgen_client.flow import music_prompt_request
 
+from ..core import PRESET_SHARD_SIZE
 from ..tiny_tokenizers import corpus, pad_vocabulary, train_sentencepiece
 
 logger = logging.getLogger(__name__)
@@ -101,7 +102,7 @@ def build_random_chatglm(preset: dict, out_dir: Path, layers: Optional[int] = No
             scale = std["word_embeddings"] if "word_embeddings" in name else std["layers"]
             param.set_value(paddle.normal(0.0, scale, param.shape).astype(param.dtype))
     gc.collect()  # the drawn matrices, before save_pretrained takes its own copy of the state
-    model.save_pretrained(str(out_dir))
+    model.save_pretrained(str(out_dir), max_shard_size=PRESET_SHARD_SIZE)
     tokenizer.save_pretrained(str(out_dir))
     shutil.rmtree(work)
     logger.info("saved random-weight ChatGLM to %s", out_dir)

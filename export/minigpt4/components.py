@@ -80,11 +80,13 @@ class LlamaStep(paddle.nn.Layer):
 
 
 def load_model(weights: Path):
-    """The whole MiniGPT4 in float32 (paddlenlp's defaults load ViT and LLaMA in float16: CPU needs float32)."""
+    """The whole MiniGPT4 in float32 (paddlenlp's defaults load ViT and LLaMA in float16: CPU needs float32).
+    low_cpu_mem_usage: the weights go straight into the layers, a shard at a time, instead of into a randomly
+    initialised copy first."""
     from paddlenlp.transformers import MiniGPT4ForConditionalGeneration
 
     model = MiniGPT4ForConditionalGeneration.from_pretrained(
-        str(weights), vit_dtype="float32", qformer_dtype="float32", llama_dtype="float32",
+        str(weights), vit_dtype="float32", qformer_dtype="float32", llama_dtype="float32", low_cpu_mem_usage=True,
     )
     model.eval()
     return model

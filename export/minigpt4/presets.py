@@ -17,6 +17,7 @@ from typing import Optional
 
 from musicgen.llm.prompts import MINIGPT4_ORIGINAL_STOP_IDS, MINIGPT4_PROMPT, MINIGPT4_QUESTION, MINIGPT4_STOP_PIECES
 
+from ..core import PRESET_SHARD_SIZE
 from ..tiny_tokenizers import corpus, pad_vocabulary, train_sentencepiece
 
 logger = logging.getLogger(__name__)
@@ -109,7 +110,7 @@ def build_random_minigpt4(preset: dict, out_dir: Path, layers: Optional[int] = N
                             text_config=text_config, num_query_tokens=preset["num_query_tokens"])
     paddle.seed(preset["seed"])
     model = MiniGPT4ForConditionalGeneration(config)
-    model.save_pretrained(str(out_dir))
+    model.save_pretrained(str(out_dir), max_shard_size=PRESET_SHARD_SIZE)
     processor.save_pretrained(str(out_dir))
     shutil.rmtree(out_dir / "_training")
     logger.info("saved random-weight MiniGPT4 to %s", out_dir)
