@@ -1,4 +1,5 @@
-"""Sentencepiece models trained offline on a small fixed corpus, for the tiny LLM presets.
+"""Sentencepiece models trained offline on a small fixed corpus, for the random-weight LLM presets (padded to the
+real vocabulary size for the real-width ones: `pad_vocabulary`).
 
 Real weights bring their own tokenizer (LLaMA's BPE `tokenizer.model`, ChatGLM's unigram `ice_text.model`);
 the tiny presets need one of the same kind that nothing has to download. The corpus is generated from fixed

@@ -81,12 +81,12 @@ class LlamaStep(paddle.nn.Layer):
 
 def load_model(weights: Path):
     """The whole MiniGPT4 in float32 (paddlenlp's defaults load ViT and LLaMA in float16: CPU needs float32).
-    low_cpu_mem_usage: the weights go straight into the layers, a shard at a time, instead of into a randomly
-    initialised copy first."""
+    Not low_cpu_mem_usage: MiniGPT4's ViT computes with its parameters in __init__, which lazy creation refuses; a
+    sharded checkpoint still loads a shard at a time into the built model."""
     from paddlenlp.transformers import MiniGPT4ForConditionalGeneration
 
     model = MiniGPT4ForConditionalGeneration.from_pretrained(
-        str(weights), vit_dtype="float32", qformer_dtype="float32", llama_dtype="float32", low_cpu_mem_usage=True,
+        str(weights), vit_dtype="float32", qformer_dtype="float32", llama_dtype="float32",
     )
     model.eval()
     return model

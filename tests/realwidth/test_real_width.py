@@ -54,7 +54,7 @@ def eager_caption_ids(weights, image, stop_ids):
     from paddlenlp.transformers import MiniGPT4ForConditionalGeneration, MiniGPT4Processor
 
     model = MiniGPT4ForConditionalGeneration.from_pretrained(
-        str(weights), vit_dtype="float32", qformer_dtype="float32", llama_dtype="float32", low_cpu_mem_usage=True)
+        str(weights), vit_dtype="float32", qformer_dtype="float32", llama_dtype="float32")
     model.eval()
     return eager_caption((model, MiniGPT4Processor.from_pretrained(str(weights))), image, NEW_TOKENS, stop_ids)[0]
 
