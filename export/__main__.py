@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Optional, Tuple
 
-from export.core import ExportError, configure_logging
+from export.core import ExportError, build_preset, configure_logging
 from musicgen.manifest import write_manifests
 from musicgen.precision import FP32, PRECISIONS
 from musicgen_client import interface as api
@@ -82,12 +82,7 @@ def build_preset_in_child(family: Family, preset: str, weights_root: Path, layer
     memory a process has used stays with it, so the export's own peak would otherwise start from there."""
     layered = {"layers": layers} if family.layered else {}
     with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as child:
-        return child.submit(_build_preset, family.name, preset, weights_root, layered).result()
-
-
-def _build_preset(family: str, preset: str, weights_root: Path, layered: dict) -> Path:
-    configure_logging()
-    return FAMILIES[family].build_module().build_preset(preset, weights_root, **layered)
+        return child.submit(build_preset, f"export.{family.name}.build", preset, weights_root, layered).result()
 
 
 def _gpu_list(text: str) -> tuple:

@@ -54,6 +54,16 @@ def preset_folder(family: str, preset: str, layers: Optional[int] = None) -> str
     return name + (f"-{layers}-layers" if layers else "")
 
 
+def build_preset(build_module: str, preset: str, weights_root: Path, options: dict) -> Path:
+    """`<build_module>.build_preset(preset, weights_root, **options)`, logging as the export does: the body of the
+    child process `python -m export` builds a preset in (a module-level function, so that a spawned child finds
+    it; `export.__main__` is not importable there)."""
+    import importlib
+
+    configure_logging()
+    return importlib.import_module(build_module).build_preset(preset, weights_root, **options)
+
+
 class ExportError(RuntimeError):
     """A conversion failed or its graph disagrees with the eager model."""
 
