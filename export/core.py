@@ -238,13 +238,14 @@ def export_component(component: Component, weights: Path, version_dir: Path, see
     log_peak_memory(component.spec.name, "loading the eager model")
     cases = parity_cases(component, weights, seed)
     # Eager outputs first: tracing may mutate cached state on some models.
-    expected = {case: paddle_outputs(layer)(feeds) for case, feeds in cases.items()}
+    eager = paddle_outputs(layer)
+    expected = {case: eager(feeds) for case, feeds in cases.items()}
     with component.trace_context(layer):
         save_paddle_inference(layer, component.input_spec(weights), version_dir)
     # The eager weights are not needed past this point: free them before the conversion and the parity runtimes
     # load the graph's own copy (what keeps the export's peak near one copy of the weights, export/LLM.md).
     log_peak_memory(component.spec.name, "tracing and saving the Paddle graph")
-    del layer
+    del layer, eager
     gc.collect()
     convert_to_onnx(version_dir)
     results = check_parity(
