@@ -6,6 +6,7 @@
     python -m export minigpt4 --from miniGPT4/MiniGPT4-7B --out build/model_repository
     python -m export chatglm --preset tiny --out build/model_repository
     python -m export chatglm --from THUDM/chatglm-6b --out build/model_repository
+    python -m export chatglm --preset chatglm-6b-width --layers 1 --out build/model_repository
     python -m export audioldm --preset tiny --out build/model_repository --precision unet=int8-static
 
 `--precision` (AudioLDM) adds lower-precision ONNX variants beside the fp32 graphs, serves them, and records
@@ -20,14 +21,16 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import multiprocessing
 import os
 import time
 import sys
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
-from export.core import ExportError, configure_logging
+from export.core import ExportError, build_preset, configure_logging
 from musicgen.manifest import write_manifests
 from musicgen.precision import FP32, PRECISIONS
 from musicgen_client import interface as api
@@ -41,11 +44,12 @@ MODEL_HOMES = (("PPMIX_HOME", "~/.paddlemix"), ("PPNLP_HOME", "~/.paddlenlp"))
 class Family:
     """A model family: a package `export.<name>` whose `presets.PRESETS` names its random-weight presets and
     whose `build` module provides `build_preset(preset, weights_root) -> weights folder` and
-    `export_family(weights, repository, serving)`.
+    `export_family(weights, repository, serving)`; a `layered` family's build_preset also takes `layers`.
     """
 
     name: str
     precision_components: Tuple[str, ...] = ()  # the graphs --precision may name; () if the family has no variants
+    layered: bool = False  # its presets take --layers (the LLMs: real width, fewer layers)
 
     @property
     def presets(self) -> Tuple[str, ...]:
@@ -56,7 +60,8 @@ class Family:
 
 
 FAMILIES: Dict[str, Family] = {f.name: f for f in (
-    Family("audioldm", tuple(c.name for c in api.AUDIOLDM_COMPONENTS)), Family("minigpt4"), Family("chatglm"))}
+    Family("audioldm", tuple(c.name for c in api.AUDIOLDM_COMPONENTS)), Family("minigpt4", layered=True),
+    Family("chatglm", layered=True))}
 
 
 def resolve_weights(source: str) -> Path:
@@ -70,6 +75,14 @@ def resolve_weights(source: str) -> Path:
             return candidate
     raise FileNotFoundError(f"no weights folder at {path} nor {' nor '.join(map(str, candidates))}: nothing is "
                             "downloaded, bring the save_pretrained folder there")
+
+
+def build_preset_in_child(family: Family, preset: str, weights_root: Path, layers: Optional[int]) -> Path:
+    """Build a preset's random weights in a child process: drawing and saving them holds several copies, and
+    memory a process has used stays with it, so the export's own peak would otherwise start from there."""
+    layered = {"layers": layers} if family.layered else {}
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as child:
+        return child.submit(build_preset, f"export.{family.name}.build", preset, weights_root, layered).result()
 
 
 def _gpu_list(text: str) -> tuple:
@@ -87,6 +100,8 @@ def main(argv=None) -> int:
     source.add_argument("--preset", help="random weights from a built-in config (tiny: tests and the demo); "
                         + "; ".join(f"{name}: {', '.join(f.presets)}" for name, f in FAMILIES.items()))
     source.add_argument("--from", dest="weights", help="a save_pretrained folder, or a name under $PPMIX_HOME/models")
+    parser.add_argument("--layers", type=int, help="with --preset, minigpt4 and chatglm: the number of LLM layers "
+                        "(the real-width presets default to 1; width and vocabulary stay the preset's)")
     parser.add_argument("--out", default="build/model_repository", help="model repository to write into")
     parser.add_argument("--weights-dir", default="build/weights", help="where presets save their random weights")
     parser.add_argument("--backend", choices=["onnxruntime", "paddle"], default="onnxruntime",
@@ -104,6 +119,9 @@ def main(argv=None) -> int:
     family = FAMILIES[args.family]
     if args.preset and args.preset not in family.presets:
         parser.error(f"--preset {args.preset!r}: {args.family} has presets {', '.join(family.presets)}")
+    if args.layers is not None and not (args.preset and family.layered and args.layers >= 1):
+        parser.error(f"--layers {args.layers}: a positive number of LLM layers, with --preset, for "
+                     f"{' or '.join(n for n, f in FAMILIES.items() if f.layered)}")
     from musicgen.precision import parse_precisions
     from export.serving import Serving, write_flow_models
 
@@ -121,7 +139,10 @@ def main(argv=None) -> int:
     build = family.build_module()
     started = time.time()
     try:
-        weights = build.build_preset(args.preset, Path(args.weights_dir)) if args.preset else resolve_weights(args.weights)
+        if args.preset:
+            weights = build_preset_in_child(family, args.preset, Path(args.weights_dir), args.layers)
+        else:
+            weights = resolve_weights(args.weights)
         build.export_family(weights, Path(args.out), Serving(args.backend, args.device, precisions, args.gpus))
         write_flow_models(Path(args.out))
         for written in write_manifests(Path(args.out), since=started - 1):  # every artefact with its sha256

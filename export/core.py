@@ -8,9 +8,11 @@ runtime the server uses and compares with the eager module on the same inputs.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import logging
 import os
+import resource
 import subprocess
 import sys
 from dataclasses import asdict, dataclass
@@ -40,6 +42,28 @@ def configure_logging() -> None:
         logging.getLogger(name).setLevel(logging.INFO)
 
 
+# Random-weight presets save their weights in shards of at most this size, as large real checkpoints come: saving
+# and loading (paddlenlp's low_cpu_mem_usage) then hold one shard beside the model instead of a whole second copy.
+PRESET_SHARD_SIZE = "1GB"
+
+
+def preset_folder(family: str, preset: str, layers: Optional[int] = None) -> str:
+    """The weights folder name of a random-weight preset, `--layers` included so depths do not overwrite each
+    other."""
+    name = preset if preset.startswith(family) else f"{family}-{preset}"
+    return name + (f"-{layers}-layers" if layers else "")
+
+
+def build_preset(build_module: str, preset: str, weights_root: Path, options: dict) -> Path:
+    """`<build_module>.build_preset(preset, weights_root, **options)`, logging as the export does: the body of the
+    child process `python -m export` builds a preset in (a module-level function, so that a spawned child finds
+    it; `export.__main__` is not importable there)."""
+    import importlib
+
+    configure_logging()
+    return importlib.import_module(build_module).build_preset(preset, weights_root, **options)
+
+
 class ExportError(RuntimeError):
     """A conversion failed or its graph disagrees with the eager model."""
 
@@ -62,12 +86,15 @@ def save_paddle_inference(layer, input_spec: Sequence, version_dir: Path) -> Pat
     return out_dir
 
 
-def convert_to_onnx(version_dir: Path, timeout_s: float = 1800) -> Path:
-    """Convert version_dir/paddle/ to version_dir/model.onnx in a child process."""
+def convert_to_onnx(version_dir: Path, timeout_s: float = 1800, external_above: Optional[int] = None) -> Path:
+    """Convert version_dir/paddle/ to version_dir/model.onnx in a child process; weights past `external_above`
+    bytes (default: export.onnx_convert's) go to model.onnx.data as ONNX external data."""
     version_dir = Path(version_dir)
     paddle_dir = version_dir / PADDLE_DIR
     target = version_dir / ONNX_FILE
     cmd = [sys.executable, "-m", "export.onnx_convert", str(paddle_dir), str(target)]
+    if external_above is not None:
+        cmd += ["--external-above", str(external_above)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, env=_child_env())
     if proc.returncode != 0 or not target.exists():
         tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-30:])
@@ -124,6 +151,8 @@ def check_parity(
             for name, ref, out in zip(output_names, expected[case], got):
                 max_abs, max_rel = compare(ref, out)
                 results.append(ParityResult(component, backend, name, max_abs, max_rel, tolerance, case))
+        del runner, got  # one runtime's copy of the weights at a time
+        gc.collect()
     first = next(iter(cases.values()))
     report = {
         "component": component,
@@ -222,17 +251,31 @@ def export_component(component: Component, weights: Path, version_dir: Path, see
     """Eager → Paddle inference → ONNX for one component, then check both graphs against eager."""
     layer = component.load(Path(weights))
     layer.eval()
+    log_peak_memory(component.spec.name, "loading the eager model")
     cases = parity_cases(component, weights, seed)
     # Eager outputs first: tracing may mutate cached state on some models.
     eager = component.reference(layer) if component.reference else paddle_outputs(layer)
     expected = {case: eager(feeds) for case, feeds in cases.items()}
     with component.trace_context(layer):
         save_paddle_inference(layer, component.input_spec(weights), version_dir)
+    # The eager weights are not needed past this point: free them before the conversion and the parity runtimes
+    # load the graph's own copy (what keeps the export's peak near one copy of the weights, export/LLM.md).
+    log_peak_memory(component.spec.name, "tracing and saving the Paddle graph")
+    del layer, eager
+    gc.collect()
     convert_to_onnx(version_dir)
-    return check_parity(
+    results = check_parity(
         component.spec.name, version_dir, expected, cases, [t.name for t in component.spec.outputs],
         component.tolerance,
     )
+    log_peak_memory(component.spec.name, "the parity check")
+    return results
+
+
+def log_peak_memory(component: str, phase: str) -> None:
+    """Log this process's peak RSS so far (what export/LLM.md's memory figures are read from)."""
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    logger.info("%s: peak RSS %.2f GB after %s", component, peak_kib * 1024 / 1e9, phase)
 
 
 def run_job(family: str, component: str, weights: Path, version_dir: Path) -> None:

@@ -1,4 +1,5 @@
-"""Sentencepiece models trained offline on a small fixed corpus, for the tiny LLM presets.
+"""Sentencepiece models trained offline on a small fixed corpus, for the random-weight LLM presets (padded to the
+real vocabulary size for the real-width ones: `pad_vocabulary`).
 
 Real weights bring their own tokenizer (LLaMA's BPE `tokenizer.model`, ChatGLM's unigram `ice_text.model`);
 the tiny presets need one of the same kind that nothing has to download. The corpus is generated from fixed
@@ -11,7 +12,8 @@ import io
 import itertools
 import logging
 from pathlib import Path
-from typing import Iterable, Sequence
+from types import MappingProxyType
+from typing import Iterable, Mapping, Sequence
 
 logger = logging.getLogger(__name__)
 
@@ -50,3 +52,37 @@ def train_sentencepiece(out_file: Path, lines: Iterable[str], **options) -> Path
     out_file.write_bytes(model.getvalue())
     logger.info("trained a %s sentencepiece model into %s", options.get("model_type", "unigram"), out_file)
     return out_file
+
+
+def pad_vocabulary(model_file: Path, vocab_size: int, placed: Mapping[str, int] = MappingProxyType({})) -> Path:
+    """Grow the sentencepiece model in `model_file` to `vocab_size` pieces with user-defined `<extra_N>` pieces.
+
+    A real-width preset keeps the real vocabulary size (LLaMA's 32000, ChatGLM's 130528) while its tokenizer is
+    trained on a small corpus: padding makes every id the model can pick decode to a piece and encode back to the
+    same id, as with the real tokenizers. `placed` moves named pieces to given ids (where the original relies on
+    an id, e.g. LLaMA's "###" at 835) by swapping them with the piece there; the special ids stay in front.
+    """
+    from sentencepiece import sentencepiece_model_pb2 as sp_model
+
+    proto = sp_model.ModelProto()
+    proto.ParseFromString(Path(model_file).read_bytes())
+    trained = len(proto.pieces)
+    if trained > vocab_size:
+        raise ValueError(f"{model_file} already has {trained} pieces, more than the vocab size {vocab_size}")
+    for index in range(trained, vocab_size):
+        piece = proto.pieces.add()
+        piece.piece, piece.score, piece.type = f"<extra_{index}>", 0.0, sp_model.ModelProto.SentencePiece.USER_DEFINED
+    index_of = {piece.piece: i for i, piece in enumerate(proto.pieces)}
+    for name, target in placed.items():
+        if name not in index_of or not 0 <= target < vocab_size:
+            raise ValueError(f"cannot place piece {name!r} at id {target}: not a piece, or outside the vocabulary")
+        source = index_of[name]
+        moving, staying = sp_model.ModelProto.SentencePiece(), sp_model.ModelProto.SentencePiece()
+        moving.CopyFrom(proto.pieces[source])
+        staying.CopyFrom(proto.pieces[target])
+        proto.pieces[target].CopyFrom(moving)
+        proto.pieces[source].CopyFrom(staying)
+        index_of[staying.piece], index_of[name] = source, target
+    Path(model_file).write_bytes(proto.SerializeToString())
+    logger.info("padded %s from %d to %d pieces", model_file, trained, vocab_size)
+    return Path(model_file)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Optional
 
 from musicgen.generation import SAMPLING, GenerationConfig
 from musicgen.llm import prompts
@@ -26,6 +27,7 @@ from musicgen.llm.feeds import KVShape
 from musicgen.llm.recipes import TextGenConfig
 from musicgen_client import interface as api
 
+from ..core import preset_folder
 from ..serving import Serving, export_components, write_stage
 from ..textgen import check_files, write_stage_assets
 from .components import COMPONENTS
@@ -37,8 +39,8 @@ REQUIRED_FILES = ("config.json", "model_state.pdparams|model_state.pdparams.inde
                   "tokenizer_config.json")
 
 
-def build_preset(preset: str, weights_root: Path) -> Path:
-    return build_random_chatglm(PRESETS[preset], Path(weights_root) / f"chatglm-{preset}")
+def build_preset(preset: str, weights_root: Path, layers: Optional[int] = None) -> Path:
+    return build_random_chatglm(PRESETS[preset], Path(weights_root) / preset_folder("chatglm", preset, layers), layers)
 
 
 def chatglm_config(weights: Path, tokenizer) -> TextGenConfig:

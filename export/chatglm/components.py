@@ -68,10 +68,11 @@ def check_supported(config) -> None:
 
 
 def load_model(weights: Path):
-    """ChatGLM in float32 (the original Taskflow loads float16 for GPUs; CPU needs float32)."""
+    """ChatGLM in float32 (the original Taskflow loads float16 for GPUs; CPU needs float32). low_cpu_mem_usage:
+    the weights go straight into the layers instead of into a randomly initialised copy first (2× at load)."""
     from paddlenlp.transformers import ChatGLMForCausalLM
 
-    model = ChatGLMForCausalLM.from_pretrained(str(weights), dtype="float32")
+    model = ChatGLMForCausalLM.from_pretrained(str(weights), dtype="float32", low_cpu_mem_usage=True)
     model.eval()
     check_supported(model.config)
     return model

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Optional
 
 from musicgen.generation import GREEDY, GenerationConfig
 from musicgen.llm import prompts
@@ -28,7 +29,7 @@ from musicgen.llm.image import PREPROCESS_FILE, ImagePreprocessConfig
 from musicgen.llm.recipes import TextGenConfig
 from musicgen_client import interface as api
 
-from ..core import ExportError
+from ..core import ExportError, preset_folder
 from ..serving import Serving, export_components, write_stage
 from ..textgen import check_files, write_stage_assets
 from .components import COMPONENTS, read_config
@@ -42,8 +43,9 @@ LLAMA_VOCAB_SIZE = 32000
 LLAMA_DEFAULT_MAX_POSITIONS = 2048  # LlamaConfig's default, when config.json leaves it out
 
 
-def build_preset(preset: str, weights_root: Path) -> Path:
-    return build_random_minigpt4(PRESETS[preset], Path(weights_root) / f"minigpt4-{preset}")
+def build_preset(preset: str, weights_root: Path, layers: Optional[int] = None) -> Path:
+    folder = Path(weights_root) / preset_folder("minigpt4", preset, layers)
+    return build_random_minigpt4(PRESETS[preset], folder, layers)
 
 
 def stop_token_ids(tokenizer) -> tuple:

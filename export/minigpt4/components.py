@@ -95,7 +95,9 @@ class LlamaStep(paddle.nn.Layer):
 
 
 def load_model(weights: Path):
-    """The whole MiniGPT4 in float32 (paddlenlp's defaults load ViT and LLaMA in float16: CPU needs float32)."""
+    """The whole MiniGPT4 in float32 (paddlenlp's defaults load ViT and LLaMA in float16: CPU needs float32).
+    Not low_cpu_mem_usage: MiniGPT4's ViT computes with its parameters in __init__, which lazy creation refuses; a
+    sharded checkpoint still loads a shard at a time into the built model."""
     from paddlenlp.transformers import MiniGPT4ForConditionalGeneration
 
     model = MiniGPT4ForConditionalGeneration.from_pretrained(

@@ -7,7 +7,6 @@ way (`model_repository/`, `weights/`) to test that instead.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 import sys
@@ -16,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from builds import sources_digest  # tests/builds.py
+
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_BUILD = ROOT / "build" / "llm-test"
 STAMP = ".sources-sha256"
-# What changes the exported graphs, weights or assets.
-SOURCES = ["export", "musicgen/llm", "musicgen/generation.py", "musicgen/runtime.py", "client/musicgen_client/interface.py"]
 FAMILIES = ("minigpt4", "chatglm")
 
 
@@ -29,17 +28,6 @@ class LLMBuild:
     repository: Path
     minigpt4_weights: Path
     chatglm_weights: Path
-
-
-def _sources_digest() -> str:
-    digest = hashlib.sha256()
-    for source in SOURCES:
-        path = ROOT / source
-        files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
-        for file in files:
-            digest.update(str(file.relative_to(ROOT)).encode())
-            digest.update(file.read_bytes())
-    return digest.hexdigest()
 
 
 def _export(build: Path) -> None:
@@ -57,7 +45,7 @@ def llm_build() -> LLMBuild:
     override = os.environ.get("MUSICGEN_LLM_BUILD")
     build = Path(override) if override else DEFAULT_BUILD
     if not override:
-        digest = _sources_digest()
+        digest = sources_digest()
         stamp = build / STAMP
         if not stamp.exists() or stamp.read_text() != digest:
             stamp.unlink(missing_ok=True)
