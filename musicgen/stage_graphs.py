@@ -11,7 +11,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .generation import StepFn
+from .llm.stacked_cache import StackedStep
 from .llm.step_session import STEP_GRAPHS, open_step_session, served_step
 from .params import SERVED, STAGE_GRAPH_PARAMETERS
 from .precision import FP32, parse_precisions
@@ -40,7 +40,7 @@ class InProcessGraphs:
     def __call__(self, name: str, feeds: Dict[str, np.ndarray]) -> List[np.ndarray]:
         return self._runners[name].run(feeds)
 
-    def step(self, name: str) -> StepFn:
+    def step(self, name: str) -> StackedStep:
         return self._steps[name]
 
 
@@ -53,7 +53,7 @@ class ServedGraphs:
     def __call__(self, name: str, feeds: Dict[str, np.ndarray]) -> List[np.ndarray]:
         return self._run_stage(name, feeds)
 
-    def step(self, name: str) -> StepFn:
+    def step(self, name: str) -> StackedStep:
         return served_step(self._run_stage, name)
 
 

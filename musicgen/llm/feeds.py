@@ -1,8 +1,9 @@
 """Step inputs for each LLM family, as paddlenlp 2.8.1's `generate` builds them: the only model-specific part
 of decoding (the loop is `musicgen.generation.generate`).
 
-Both step graphs take a 4-D int mask [batch, 1, new, past + new] (1 = attend) and the stacked KV cache
-[layers, 2, batch, heads, past, head_dim]; they differ in what they embed and how they count positions.
+Both build a logical 4-D int mask [batch, 1, new, past + new] (1 = attend: the cached positions, then the
+step's own); the step that owns the KV cache lays it over its buffers (`musicgen.llm.kv_cache`). They differ in
+what they embed and how they count positions. The feeds never carry the cache.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ Feeds = Dict[str, np.ndarray]
 
 @dataclass(frozen=True)
 class KVShape:
-    """The per-model dims of the stacked cache (the rest are batch and length)."""
+    """The per-model dims of the KV cache (the rest are batch and length)."""
 
     layers: int
     heads: int
@@ -36,11 +37,10 @@ class LlamaEmbedsFeeds:
     """
 
     def __init__(self, inputs_embeds: np.ndarray, attention_mask: np.ndarray, embed: Callable[[np.ndarray], np.ndarray],
-                 kv: KVShape, bos_token_id: int):
+                 bos_token_id: int):
         self.inputs_embeds = inputs_embeds.astype(np.float32)
         self.mask = attention_mask.astype(np.int64)  # [batch, length], grows per step
         self.embed = embed
-        self.kv = kv
         self.bos_token_id = bos_token_id
         self.batch_size = inputs_embeds.shape[0]
         self.generated = 0
@@ -52,17 +52,15 @@ class LlamaEmbedsFeeds:
             "inputs_embeds": self.inputs_embeds,
             "attention_mask": self.mask[:, None, None, :] * causal[None, None],
             "position_ids": np.zeros((self.batch_size, length), dtype=np.int64),
-            "past_key_values": self.kv.empty(self.batch_size),
         }
 
-    def decode(self, next_tokens: np.ndarray, past: np.ndarray) -> Feeds:
+    def decode(self, next_tokens: np.ndarray) -> Feeds:
         self.generated += 1
         self.mask = np.concatenate([self.mask, np.ones((self.batch_size, 1), dtype=np.int64)], axis=1)
         return {
             "inputs_embeds": self.embed(next_tokens.astype(np.int64)).astype(np.float32),
             "attention_mask": self.mask[:, None, None, :],
             "position_ids": np.full((self.batch_size, 1), self.generated, dtype=np.int64),
-            "past_key_values": past,
         }
 
     def context_ids(self) -> np.ndarray:
@@ -105,17 +103,16 @@ class ChatGLMFeeds:
     everything its row could see plus itself) and repeats the last position with the block position + 1, as
     `ChatGLMForCausalLM.update_model_kwargs_for_generation` does."""
 
-    def __init__(self, inputs: Feeds, kv: KVShape):
+    def __init__(self, inputs: Feeds):
         self.inputs = inputs
-        self.kv = kv
         self.batch_size = inputs["input_ids"].shape[0]
         self.last_mask_row = inputs["attention_mask"][:, :, -1:, :]  # [batch, 1, 1, kv]
         self.last_position = inputs["position_ids"][:, :, -1:]  # [batch, 2, 1]
 
     def prefill(self) -> Feeds:
-        return dict(self.inputs, past_key_values=self.kv.empty(self.batch_size))
+        return dict(self.inputs)
 
-    def decode(self, next_tokens: np.ndarray, past: np.ndarray) -> Feeds:
+    def decode(self, next_tokens: np.ndarray) -> Feeds:
         ones = np.ones((self.batch_size, 1, 1, 1), dtype=np.int64)
         self.last_mask_row = np.concatenate([self.last_mask_row, ones], axis=-1)
         self.last_position = self.last_position + np.array([0, 1], dtype=np.int64)[None, :, None]
@@ -123,7 +120,6 @@ class ChatGLMFeeds:
             "input_ids": next_tokens.astype(np.int64),
             "position_ids": self.last_position,
             "attention_mask": self.last_mask_row,
-            "past_key_values": past,
         }
 
     def context_ids(self) -> np.ndarray:

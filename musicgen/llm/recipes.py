@@ -2,8 +2,10 @@
 
 Each recipe reads as the original application's steps and drives its graphs through `run_stage(name, feeds)
 -> outputs` (local graphs in tests and benchmarks, BLS calls inside Triton) and its step graph through a
-`StepFn` (by default the served graph through `run_stage`; in process, `musicgen.llm.step_session`, whose KV
-cache stays in the runtime). Every token loop takes `keep_going` (cancellation) and refuses, with a 400 naming
+`TokenDecoder`: alone (`generate` over the request's own KV cache) or, once `decoder.batched(limits)` made its
+in-flight engine (musicgen.llm.engine), sharing decode steps with concurrent requests — the same tokens either
+way. A recipe's `prepare` (prompt → a sequence's feeds) and its answer step are apart so that a served stage can
+hand the sequence to the engine and answer when its future completes. Every token loop takes `keep_going` (cancellation) and refuses, with a 400 naming
 `max_new_tokens`, a budget past what the stage's cache is sized for (`max_context_tokens`). Everything a recipe needs
 besides the graphs lives in its asset folder, written by export: `caption/1/` and `chatglm/1/` hold the
 tokenizer, `CONFIG_FILE` (prompt template, generation parameters, KV-cache dims) and, for the caption, the
@@ -16,18 +18,21 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
 from musicgen_client import flow
 from musicgen_client import interface as api
 
-from ..generation import GenerationConfig, KeepGoing, StepFn, generate
+from ..generation import FeedsBuilder, GenerationConfig, GenerationResult, KeepGoing, generate
 from ..protocol import InvalidRequestError
 from . import prompts
+from .engine import LLMEngine, LLMEngineLimits
 from .feeds import ChatGLMFeeds, KVShape, LlamaEmbedsFeeds, chatglm_prompt_inputs
 from .image import PREPROCESS_FILE, ImagePreprocessConfig, preprocess_image
+from .kv_cache import CachedStep, GraphRun, KVCache
+from .stacked_cache import StackedStep, stacked_graph_run
 from .step_session import checked_step, served_step
 from .tokenizers import SentencePieceTokenizer
 
@@ -77,6 +82,31 @@ class TextGenConfig:
         (Path(folder) / CONFIG_FILE).write_text(json.dumps(values, indent=2))
 
 
+class TokenDecoder:
+    """A stage's step graph as its recipe decodes with it: `decoder(feeds, generation, keep_going)` runs a
+    prepared sequence alone over its own KV cache, or through the in-flight engine once `batched` made one."""
+
+    def __init__(self, step: StackedStep, name: str, config: TextGenConfig):
+        self.run: GraphRun = stacked_graph_run(step, config.kv.layers)
+        self.name = name
+        self.kv = config.kv
+        self.context_limit = config.max_context_tokens
+        self.engine: Optional[LLMEngine] = None
+
+    def batched(self, limits: LLMEngineLimits) -> LLMEngine:
+        """From now on decode through an in-flight engine of `limits.max_active` rows (the caller runs its loop:
+        `engine.run_forever()` in a thread)."""
+        self.engine = LLMEngine(self.run, self.kv, limits, name=self.name, context_limit=self.context_limit)
+        return self.engine
+
+    def __call__(self, feeds: FeedsBuilder, generation: GenerationConfig,
+                 keep_going: Optional[KeepGoing] = None) -> GenerationResult:
+        if self.engine is not None:
+            return self.engine.generate(feeds, generation, keep_going)
+        cache = KVCache(self.kv, rows=feeds.batch_size, limit=self.context_limit or None)
+        return generate(checked_step(CachedStep(self.run, cache), self.name), feeds, generation, keep_going)
+
+
 @dataclass
 class Caption:
     caption: str  # what the music prompt is written from
@@ -87,13 +117,14 @@ class Caption:
 class CaptionRecipe:
     """image → caption: preprocess, encode the image, embed the prompt around it, decode greedily, cut at '#'."""
 
-    def __init__(self, assets: Path, run_stage: RunStage, step: Optional[StepFn] = None):
+    def __init__(self, assets: Path, run_stage: RunStage, step: Optional[StackedStep] = None):
         assets = Path(assets)
         self.config = TextGenConfig.load(assets)
         self.image_config = ImagePreprocessConfig.load(assets / PREPROCESS_FILE)
         self.tokenizer = SentencePieceTokenizer.load(assets / TOKENIZER_DIR)
         self.run_stage = run_stage
-        self.step = checked_step(step or served_step(run_stage, api.MINIGPT4_LLM_STEP), api.MINIGPT4_LLM_STEP)
+        self.decoder = TokenDecoder(step or served_step(run_stage, api.MINIGPT4_LLM_STEP), api.MINIGPT4_LLM_STEP,
+                                    self.config)
         first, second = prompts.split_prompt(self.config.question, self.config.prompt_template)
         # As MiniGPT4Processor: BOS before the text ahead of the image, none after it.
         self.first_ids = self.tokenizer.encode(first, add_special_tokens=True)
@@ -112,17 +143,22 @@ class CaptionRecipe:
         split = len(self.first_ids)
         return np.concatenate([text[:, :split], image_embeds, text[:, split:]], axis=1)
 
-    def __call__(self, image, generation: Optional[GenerationConfig] = None,
-                 keep_going: Optional[KeepGoing] = None) -> Caption:
-        generation = generation or self.config.generation
+    def prepare(self, image, generation: GenerationConfig) -> LlamaEmbedsFeeds:
+        """image → the sequence to decode (400 when the prompt and the token budget exceed the cache's bound)."""
         pixel_values = preprocess_image(image, self.image_config)
         inputs_embeds = self.prompt_embeds(pixel_values)
         self.config.check_budget(inputs_embeds.shape[1], generation)
         mask = np.ones(inputs_embeds.shape[:2], dtype=np.int64)
-        feeds = LlamaEmbedsFeeds(inputs_embeds, mask, self.embed, self.config.kv, self.tokenizer.bos_token_id)
-        result = generate(self.step, feeds, generation, keep_going)
+        return LlamaEmbedsFeeds(inputs_embeds, mask, self.embed, self.tokenizer.bos_token_id)
+
+    def caption_of(self, result: GenerationResult) -> Caption:
         answer = self.tokenizer.decode(result.row(0))  # the original keeps special tokens here
         return Caption(prompts.caption_from_answer(answer), answer, result.row(0))
+
+    def __call__(self, image, generation: Optional[GenerationConfig] = None,
+                 keep_going: Optional[KeepGoing] = None) -> Caption:
+        generation = generation or self.config.generation
+        return self.caption_of(self.decoder(self.prepare(image, generation), generation, keep_going))
 
 
 @dataclass
@@ -143,11 +179,12 @@ class MusicPrompt:
 class ChatGLMRecipe:
     """prompt → text, as paddlenlp's ChatGLM Taskflow: tokenize (left truncation), decode, strip newlines."""
 
-    def __init__(self, assets: Path, run_stage: Optional[RunStage], step: Optional[StepFn] = None):
+    def __init__(self, assets: Path, run_stage: Optional[RunStage], step: Optional[StackedStep] = None):
         assets = Path(assets)
         self.config = TextGenConfig.load(assets)
         self.tokenizer = SentencePieceTokenizer.load(assets / TOKENIZER_DIR)
-        self.step = checked_step(step or served_step(run_stage, api.CHATGLM_LLM_STEP), api.CHATGLM_LLM_STEP)
+        self.decoder = TokenDecoder(step or served_step(run_stage, api.CHATGLM_LLM_STEP), api.CHATGLM_LLM_STEP,
+                                    self.config)
 
     def prompt_ids(self, prompt: str) -> List[int]:
         ids = self.tokenizer.encode(prompt, add_special_tokens=False)
@@ -157,18 +194,24 @@ class ChatGLMRecipe:
             ids = ids[max(0, len(ids) - (limit - special)):]  # truncation_side="left"
         return self.tokenizer.with_special_tokens(ids)
 
-    def __call__(self, text: str, generation: Optional[GenerationConfig] = None,
-                 keep_going: Optional[KeepGoing] = None) -> GeneratedText:
-        generation = generation or self.config.generation
+    def prepare(self, text: str, generation: GenerationConfig) -> Tuple[str, ChatGLMFeeds]:
+        """text → (the prompt ChatGLM is asked, the sequence to decode); 400 past the cache's bound."""
         prompt = self.config.prompt_template.format(text)
         tok = self.tokenizer
         ids = self.prompt_ids(prompt)
         self.config.check_budget(len(ids), generation)
         inputs = chatglm_prompt_inputs([ids], tok.bos_token_id, tok.mask_token_id, tok.gmask_token_id, tok.pad_token_id)
-        feeds = ChatGLMFeeds(inputs, self.config.kv)
-        result = generate(self.step, feeds, generation, keep_going)
-        answer = tok.decode(result.row(0), skip_special_tokens=True).strip("\n")
+        return prompt, ChatGLMFeeds(inputs)
+
+    def text_of(self, prompt: str, result: GenerationResult) -> GeneratedText:
+        answer = self.tokenizer.decode(result.row(0), skip_special_tokens=True).strip("\n")
         return GeneratedText(answer, prompt, result.row(0))
+
+    def __call__(self, text: str, generation: Optional[GenerationConfig] = None,
+                 keep_going: Optional[KeepGoing] = None) -> GeneratedText:
+        generation = generation or self.config.generation
+        prompt, feeds = self.prepare(text, generation)
+        return self.text_of(prompt, self.decoder(feeds, generation, keep_going))
 
 
 class ImageToMusicPrompt:
@@ -180,7 +223,7 @@ class ImageToMusicPrompt:
 
     @classmethod
     def from_repository(cls, repository: Path, run_stage: RunStage,
-                        step_for: Optional[Callable[[str], StepFn]] = None) -> "ImageToMusicPrompt":
+                        step_for: Optional[Callable[[str], StackedStep]] = None) -> "ImageToMusicPrompt":
         """`step_for(name)`: the step graphs' sessions (e.g. `InProcessGraphs.step`); None: through run_stage."""
         repository = Path(repository)
         step_for = step_for or (lambda name: None)

@@ -14,8 +14,9 @@ A step then moves one token's tensors across the runtime boundary, not the cache
 slices, concatenates and re-stacks the cache (copies inside the runtime that grow with the context);
 export/LLM.md measures them and describes the graph change that removes them.
 
-`StepFn` is what `musicgen.generation.generate` calls; `served_step` is the BLS form of the same thing, for
-stage models configured to call the served step graphs.
+Both are `StackedStep`s (feeds with past_key_values → (logits, present)), which `musicgen.llm.stacked_cache`
+adapts to the per-layer KV cache the decoding loop and the in-flight engine drive; `served_step` is the BLS form
+of the same thing, for stage models configured to call the served step graphs.
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from ..generation import StepFn
 from ..protocol import check_finite
 from ..precision import onnx_file
 from ..runtime import PADDLE_DIR, OnnxRunner, PaddleRunner, RuntimeOptions, open_graph
+from .stacked_cache import StackedStep
 
 logger = logging.getLogger(__name__)
 
@@ -87,8 +89,8 @@ class PaddleStepSession(PaddleRunner):
         return self._paddle.to_tensor(np.ascontiguousarray(value), place=self._place)
 
 
-def open_step_session(version_dir: Path, options: RuntimeOptions) -> StepFn:
-    """A step graph's version folder, loaded in the chosen format as a `StepFn` with a runtime-owned cache."""
+def open_step_session(version_dir: Path, options: RuntimeOptions) -> StackedStep:
+    """A step graph's version folder, loaded in the chosen format as a `StackedStep` whose cache the runtime owns."""
     version_dir = Path(version_dir)
     if options.backend == "onnxruntime":
         session: Any = OrtStepSession(version_dir / onnx_file(options.precision), options)
@@ -100,7 +102,7 @@ def open_step_session(version_dir: Path, options: RuntimeOptions) -> StepFn:
     return session
 
 
-def served_step(run_stage, name: str) -> StepFn:
+def served_step(run_stage, name: str) -> StackedStep:
     """A step graph reached through `run_stage` (BLS inside Triton): the cache travels as numpy both ways."""
     return lambda feeds: tuple(run_stage(name, feeds))
 
@@ -109,7 +111,7 @@ def checked_step(step: StepFn, name: str) -> StepFn:
     """`step`, refusing non-finite logits (a broken or fp16-overflowing graph): BadOutputError naming `name`,
     never tokens picked from NaN."""
     def run(feeds):
-        logits, past = step(feeds)
+        logits = step(feeds)
         check_finite(name, logits, " in its logits")
-        return logits, past
+        return logits
     return run

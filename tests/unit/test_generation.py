@@ -17,7 +17,7 @@ TABLE[1, 4] = 1.5  # runner-up after 1
 
 
 class TableFeeds:
-    """A FeedsBuilder whose 'model input' is just each row's last token; the cache counts positions."""
+    """A FeedsBuilder whose 'model input' is just each row's last token."""
 
     def __init__(self, prompt):
         self.prompt = np.array(prompt, dtype=np.int64)
@@ -25,12 +25,12 @@ class TableFeeds:
         self.decoded = []
 
     def prefill(self):
-        return {"last": self.prompt[:, -1], "past": np.zeros(self.batch_size)}
+        return {"last": self.prompt[:, -1]}
 
-    def decode(self, next_tokens, past):
+    def decode(self, next_tokens):
         assert next_tokens.shape == (self.batch_size, 1) and next_tokens.dtype == np.int64
         self.decoded.append(next_tokens[:, 0].tolist())
-        return {"last": next_tokens[:, 0], "past": past}
+        return {"last": next_tokens[:, 0]}
 
     def context_ids(self):
         return self.prompt
@@ -43,7 +43,7 @@ class CountingStep:
 
     def __call__(self, feeds):
         self.calls += 1
-        return self.table[feeds["last"]], feeds["past"] + 1
+        return self.table[feeds["last"]]
 
 
 def run(config, prompt=((0,),), table=TABLE, keep_going=None):

@@ -4,19 +4,16 @@ The token-parity tests (tests/llm) check them end to end against paddlenlp; thes
 """
 import numpy as np
 
-from musicgen.llm.feeds import ChatGLMFeeds, KVShape, LlamaEmbedsFeeds, chatglm_prompt_inputs
+from musicgen.llm.feeds import ChatGLMFeeds, LlamaEmbedsFeeds, chatglm_prompt_inputs
 from musicgen.llm.prompts import caption_from_answer, split_prompt
 from musicgen_client.flow import music_prompt_from_answer
 
-KV = KVShape(layers=2, heads=3, head_dim=4)
-
-
 def test_llama_embeds_prefill_puts_every_position_at_zero_and_masks_causally():
     embeds = np.ones((1, 4, 8), dtype=np.float32)
-    feeds = LlamaEmbedsFeeds(embeds, np.ones((1, 4)), embed=None, kv=KV, bos_token_id=1).prefill()
+    feeds = LlamaEmbedsFeeds(embeds, np.ones((1, 4)), embed=None, bos_token_id=1).prefill()
     assert feeds["position_ids"].tolist() == [[0, 0, 0, 0]]  # paddlenlp 2.8.1's generate(inputs_embeds=...)
     np.testing.assert_array_equal(feeds["attention_mask"][0, 0], np.tril(np.ones((4, 4))))
-    assert feeds["past_key_values"].shape == (2, 2, 1, 3, 0, 4)
+    assert "past_key_values" not in feeds  # the step owns the cache
 
 
 def test_llama_embeds_decode_step_t_is_at_position_t_and_embeds_the_token():
@@ -26,13 +23,12 @@ def test_llama_embeds_decode_step_t_is_at_position_t_and_embeds_the_token():
         seen.append(ids.tolist())
         return np.full((*ids.shape, 8), 2.0, dtype=np.float32)
 
-    builder = LlamaEmbedsFeeds(np.ones((1, 5, 8)), np.ones((1, 5)), embed, KV, bos_token_id=1)
-    past = np.zeros((2, 2, 1, 3, 5, 4), dtype=np.float32)
-    first = builder.decode(np.array([[7]]), past)
-    second = builder.decode(np.array([[9]]), past)
+    builder = LlamaEmbedsFeeds(np.ones((1, 5, 8)), np.ones((1, 5)), embed, bos_token_id=1)
+    first = builder.decode(np.array([[7]]))
+    second = builder.decode(np.array([[9]]))
     assert first["position_ids"].tolist() == [[1]] and second["position_ids"].tolist() == [[2]]
     assert first["attention_mask"].shape == (1, 1, 1, 6) and second["attention_mask"].shape == (1, 1, 1, 7)
-    assert seen == [[[7]], [[9]]] and first["past_key_values"] is past
+    assert seen == [[[7]], [[9]]]
     assert builder.context_ids().tolist() == [[1]]  # repetition penalty sees [bos], as paddlenlp's does
 
 
@@ -53,11 +49,10 @@ def test_chatglm_batches_are_left_padded():
 
 def test_chatglm_decode_appends_a_mask_column_and_advances_the_block_position():
     inputs = chatglm_prompt_inputs([[10, 11, 5, 7]], 7, 4, 5, 3)
-    builder = ChatGLMFeeds(inputs, KV)
-    assert builder.prefill()["past_key_values"].shape == (2, 2, 1, 3, 0, 4)
-    past = np.zeros((2, 2, 1, 3, 4, 4), dtype=np.float32)
-    first = builder.decode(np.array([[20]]), past)
-    second = builder.decode(np.array([[21]]), past)
+    builder = ChatGLMFeeds(inputs)
+    assert builder.prefill()["attention_mask"].shape == (1, 1, 4, 4) and "past_key_values" not in builder.prefill()
+    first = builder.decode(np.array([[20]]))
+    second = builder.decode(np.array([[21]]))
     assert first["position_ids"].tolist() == [[[2], [2]]] and second["position_ids"].tolist() == [[[2], [3]]]
     assert first["attention_mask"].tolist() == [[[[1, 1, 1, 1, 1]]]]
     assert second["attention_mask"].shape == (1, 1, 1, 6) and first["input_ids"].tolist() == [[20]]
