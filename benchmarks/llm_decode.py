@@ -18,8 +18,15 @@ greedy (ChatGLM's top_k 1 sampling), no stop token, so every run makes exactly t
 Prefill = the time of a 1-token request (the whole stage: tokenizing, image encoding, prompt embedding included);
 decode tokens/s = (N - 1) / (t(N) - t(1)); the minimum of `--repeats` runs each. Per-token decode time at each
 context C: the step graph alone after a prefill of C positions (random embeddings / the prompt's ids repeated), min
-and median of `--steps` steps; with `--batches`, the same at the first context for B rows at once (would
-token-level batching pay?).
+and median of `--steps` steps; with `--batches`, the same at the first context for B rows at once.
+
+In-flight batching (way `inflight`): the stage recipe with its in-flight engine (musicgen.llm.engine, the served
+stages' decoder) on a thread, `--concurrency` callers each sending `--rounds` requests of `--new-tokens` tokens
+(different prompts / images), with `--max-active` rows (1 decodes one request at a time): generated tokens/s over
+the wall time, the stage's whole work (tokenizing, image encoding, prefill) included.
+
+    python benchmarks/llm_decode.py --ways inflight --backends onnxruntime --contexts --new-tokens 32 \
+        --concurrency 1 2 4 8 --max-active 1 8 --out benchmarks/results/llm-inflight-cpu-tiny.md
 """
 from __future__ import annotations
 
@@ -32,6 +39,7 @@ import shutil
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Callable, Dict, List
@@ -41,7 +49,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "client")]
 
+from musicgen.llm.engine import LLMEngineLimits  # noqa: E402
 from musicgen.llm.feeds import ChatGLMFeeds, LlamaEmbedsFeeds, chatglm_prompt_inputs  # noqa: E402
+from musicgen.llm.kv_cache import CachedStep, KVCache  # noqa: E402
 from musicgen.llm.recipes import CaptionRecipe, ChatGLMRecipe  # noqa: E402
 from musicgen.stage_graphs import InProcessGraphs, ServedGraphs  # noqa: E402
 from musicgen.runtime import RuntimeOptions, local_stage_runner  # noqa: E402
@@ -53,11 +63,11 @@ LLMS = {api.CAPTION: [c.name for c in api.MINIGPT4_COMPONENTS], api.CHATGLM: [c.
 CAPTION_TEXT = "The image shows a cat on a marble table"
 
 
-def test_image() -> bytes:
+def test_image(seed: int = 0) -> bytes:
     from PIL import Image
 
     out = io.BytesIO()
-    Image.fromarray(np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(out, format="PNG")
+    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(out, format="PNG")
     return out.getvalue()
 
 
@@ -85,11 +95,11 @@ def recipe_runs(repository: Path, graphs, llms: List[str]) -> Dict[str, Callable
 
     runs = {}
     if api.CAPTION in llms:
-        caption = CaptionRecipe(repository / api.CAPTION / "1", graphs, graphs.step(api.MINIGPT4_LLM_STEP))
+        caption = make_recipe(repository, graphs, api.CAPTION)
         image = test_image()
         runs[api.CAPTION] = lambda n: caption(image, budget(caption, n))
     if api.CHATGLM in llms:
-        chat = ChatGLMRecipe(repository / api.CHATGLM / "1", graphs, graphs.step(api.CHATGLM_LLM_STEP))
+        chat = make_recipe(repository, graphs, api.CHATGLM)
         prompt = flow.music_prompt_request(CAPTION_TEXT)
         runs[api.CHATGLM] = lambda n: chat(prompt, budget(chat, n))
     return runs
@@ -189,6 +199,47 @@ def benchmark_repository(source: Path, graphs_mode: str, backend: str, threads: 
     return out
 
 
+def make_recipe(repository: Path, graphs, llm: str):
+    if llm == api.CAPTION:
+        return CaptionRecipe(repository / api.CAPTION / "1", graphs, graphs.step(api.MINIGPT4_LLM_STEP))
+    return ChatGLMRecipe(repository / api.CHATGLM / "1", graphs, graphs.step(api.CHATGLM_LLM_STEP))
+
+
+# ---- in-flight batching: throughput under concurrent requests -----------------------------------------------
+def inflight_throughput(repository: Path, graphs, llm: str, concurrency: int, max_active: int, new_tokens: int,
+                        rounds: int) -> Dict[str, float]:
+    """`concurrency` callers, `rounds` requests each (a prompt / image per caller), through the recipe's engine of
+    `max_active` rows: generated tokens per second of wall time, and the mean request latency."""
+    recipe = make_recipe(repository, graphs, llm)
+    generation = recipe.config.generation.updated(max_new_tokens=new_tokens, stop_token_ids=())
+    inputs = [test_image(i) if llm == api.CAPTION else flow.music_prompt_request(f"{CAPTION_TEXT} number {i}")
+              for i in range(concurrency)]
+    engine = recipe.decoder.batched(LLMEngineLimits(max_active=max_active))
+    engine.start()
+    tokens, latencies = [], []
+
+    def caller(value) -> None:
+        for _ in range(rounds):
+            start = time.perf_counter()
+            tokens.append(len(recipe(value, generation).token_ids))
+            latencies.append(time.perf_counter() - start)
+
+    try:
+        recipe(inputs[0], generation)  # warm-up
+        tokens.clear()
+        latencies.clear()
+        callers = [threading.Thread(target=caller, args=(value,)) for value in inputs]
+        start = time.perf_counter()
+        for thread in callers:
+            thread.start()
+        for thread in callers:
+            thread.join()
+        wall = time.perf_counter() - start
+    finally:
+        engine.close()
+    return {"tok_s": sum(tokens) / wall, "latency_s": statistics.mean(latencies), "requests": len(tokens)}
+
+
 # ---- per-token decode time against the context length ----------------------------------------------------
 def context_feeds(repository: Path, graphs, llm: str, context: int, batch: int):
     if llm == api.CAPTION:
@@ -196,7 +247,7 @@ def context_feeds(repository: Path, graphs, llm: str, context: int, batch: int):
         recipe = CaptionRecipe(repository / api.CAPTION / "1", graphs)
         hidden = recipe.embed(np.array([[1]])).shape[-1]
         embeds = rng.standard_normal((batch, context, hidden)).astype(np.float32)
-        return LlamaEmbedsFeeds(embeds, np.ones((batch, context), np.int64), recipe.embed, recipe.config.kv,
+        return LlamaEmbedsFeeds(embeds, np.ones((batch, context), np.int64), recipe.embed,
                                 recipe.tokenizer.bos_token_id)
     recipe = ChatGLMRecipe(repository / api.CHATGLM / "1", graphs)
     tok = recipe.tokenizer
@@ -204,24 +255,25 @@ def context_feeds(repository: Path, graphs, llm: str, context: int, batch: int):
     ids = tok.with_special_tokens(np.resize(text_ids, context - 2).tolist())  # the prompt's text, repeated
     inputs = chatglm_prompt_inputs([ids] * batch, tok.bos_token_id, tok.mask_token_id, tok.gmask_token_id,
                                    tok.pad_token_id)
-    return ChatGLMFeeds(inputs, recipe.config.kv)
+    return ChatGLMFeeds(inputs)
 
 
 def per_token_ms(repository: Path, graphs, llm: str, context: int, steps: int, batch: int = 1) -> Dict[str, float]:
     """Decode step time after a prefill of `context` positions: min and median over `steps` (first one dropped)."""
-    step = graphs.step(api.MINIGPT4_LLM_STEP if llm == api.CAPTION else api.CHATGLM_LLM_STEP)
+    decoder = make_recipe(repository, graphs, llm).decoder
+    step = CachedStep(decoder.run, KVCache(decoder.kv, rows=batch))
     feeds = context_feeds(repository, graphs, llm, context, batch)
-    logits, past = step(feeds.prefill())
+    logits = step(feeds.prefill())
     times = []
     for _ in range(steps):
         start = time.perf_counter()
-        logits, past = step(feeds.decode(logits.argmax(-1)[:, None].astype(np.int64), past))
+        logits = step(feeds.decode(logits.argmax(-1)[:, None].astype(np.int64)))
         times.append(time.perf_counter() - start)
     return {"min_ms": min(times[1:]) * 1e3, "median_ms": statistics.median(times[1:]) * 1e3}
 
 
 # ---- report ------------------------------------------------------------------------------------------------
-def report(args, rows: List[dict], context_rows: List[dict]) -> str:
+def report(args, rows: List[dict], context_rows: List[dict], inflight_rows: List[dict]) -> str:
     lines = [
         "# LLM stages: prefill and decode, every way they run",
         "",
@@ -246,6 +298,15 @@ def report(args, rows: List[dict], context_rows: List[dict]) -> str:
             complete = len(ms) == len(contexts)
             ratio = f"{ms[contexts[-1]]['min_ms'] / ms[contexts[0]]['min_ms']:.2f}×" if complete else ""
             lines.append(f"| {key[0]} | {key[1]} | {key[2]} | " + " | ".join(cells) + f" | {ratio} |")
+    if inflight_rows:
+        lines += ["", f"In-flight batching: {args.new_tokens} new tokens per request, {args.rounds} requests per caller, "
+                  "generated tokens/s over the wall time (mean request latency, s):", "",
+                  "| stage | way | max_active | " + " | ".join(f"c={c}" for c in args.concurrency) + " |",
+                  "|---|---|---|" + "---|" * len(args.concurrency)]
+        for key in dict.fromkeys((r["llm"], r["way"], r["max_active"]) for r in inflight_rows):
+            at = {r["concurrency"]: r for r in inflight_rows if (r["llm"], r["way"], r["max_active"]) == key}
+            cells = [f"{at[c]['tok_s']:.0f} ({at[c]['latency_s']:.2f})" if c in at else "" for c in args.concurrency]
+            lines.append(f"| {key[0]} | {key[1]} | {key[2]} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -256,7 +317,7 @@ def main(argv=None) -> int:
     parser.add_argument("--llms", nargs="+", default=list(LLMS), choices=list(LLMS))
     parser.add_argument("--backends", nargs="+", default=["onnxruntime", "paddle"], choices=["onnxruntime", "paddle"])
     parser.add_argument("--ways", nargs="+", default=["eager", "in_process", "numpy", "served"],
-                        choices=["eager", "in_process", "numpy", "served"])
+                        choices=["eager", "in_process", "numpy", "served", "inflight"])
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--contexts", nargs="*", type=int, default=[64, 512, 2048])
@@ -266,11 +327,16 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=0,
                         help="intra-op threads of the in-process graphs (the served in_process stages' too); "
                         "0: the runtime's choice")
+    parser.add_argument("--concurrency", nargs="+", type=int, default=[1, 2, 4, 8],
+                        help="way inflight: concurrent callers")
+    parser.add_argument("--max-active", nargs="+", type=int, default=[1, 8],
+                        help="way inflight: the engine's rows (1 decodes one request at a time)")
+    parser.add_argument("--rounds", type=int, default=3, help="way inflight: requests per caller")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     repository = args.build / "model_repository"
-    rows, context_rows = [], []
+    rows, context_rows, inflight_rows = [], [], []
 
     def record(way: str, runs: Dict[str, Callable[[int], object]]) -> None:
         for llm, run in runs.items():
@@ -284,6 +350,16 @@ def main(argv=None) -> int:
         options = RuntimeOptions(backend=backend, threads=args.threads)
         ways = {"in_process": lambda: InProcessGraphs(repository, names, options),
                 "numpy": lambda: ServedGraphs(local_stage_runner(repository, names, options))}
+        if "inflight" in args.ways:
+            graphs = ways["in_process"]()
+            for llm in args.llms:
+                for max_active in args.max_active:
+                    for concurrency in args.concurrency:
+                        speed = inflight_throughput(repository, graphs, llm, concurrency, max_active, args.new_tokens,
+                                                    args.rounds)
+                        inflight_rows.append({"llm": llm, "way": f"inflight/{backend}", "max_active": max_active,
+                                              "concurrency": concurrency, **speed})
+                        logger.info("%s", json.dumps(inflight_rows[-1]))
         for way, make in ways.items():
             if way not in args.ways:
                 continue
@@ -312,12 +388,13 @@ def main(argv=None) -> int:
                            served_runs(server.http_url, args.llms))
                 finally:
                     server.stop()
-    text = report(args, rows, context_rows)
+    text = report(args, rows, context_rows, inflight_rows)
     print(text)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text)
-        args.out.with_suffix(".json").write_text(json.dumps({"speeds": rows, "per_token": context_rows}, indent=2))
+        args.out.with_suffix(".json").write_text(
+            json.dumps({"speeds": rows, "per_token": context_rows, "inflight": inflight_rows}, indent=2))
     return 0
 
 

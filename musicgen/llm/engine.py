@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -31,8 +30,8 @@ from typing import Deque, List, Optional
 
 import numpy as np
 
-from ..generation import FeedsBuilder, GenerationConfig, GenerationResult, KeepGoing, TokenPicker
-from ..protocol import CancelledError, UnavailableError, check_finite
+from ..generation import FeedsBuilder, GenerationConfig, GenerationResult, KeepGoing, TokenPicker, check_cancelled
+from ..protocol import UnavailableError, check_finite
 from .feeds import KVShape
 from .kv_cache import ATTENTION_MASK, DEFAULT_CHUNK, CachedStep, CacheFullError, GraphRun, KVCache
 
@@ -62,17 +61,13 @@ class Sequence:
     last_token: Optional[np.ndarray] = None  # [1] the token the next decode step feeds
 
     def wanted(self) -> bool:
-        """Whether the caller still waits; if not (or asking fails), the future is answered here."""
+        """Whether the caller still waits; if not (CancelledError), or asking fails, the future is answered here."""
         try:
-            if self.keep_going():
-                return True
-            done = self.picker.count if self.picker else 0
-            error: BaseException = CancelledError(
-                f"cancelled after {done} of at most {self.config.max_new_tokens} new tokens")
+            check_cancelled(self.keep_going, self.picker.count if self.picker else 0, self.config)
+            return True
         except Exception as exc:  # noqa: BLE001 - this request fails, the engine goes on
-            error = exc
-        self.fail(error)
-        return False
+            self.fail(exc)
+            return False
 
     def fail(self, error: BaseException) -> None:
         if not self.future.done():
@@ -93,6 +88,7 @@ class LLMEngine:
         self._waiting: Deque[Sequence] = deque()
         self._wake = threading.Condition()
         self._stopped = False
+        self._thread: Optional[threading.Thread] = None
 
     # ---- the caller's side ---------------------------------------------------------------------
     def submit(self, feeds: FeedsBuilder, config: GenerationConfig,
@@ -144,6 +140,17 @@ class LLMEngine:
         with self._wake:
             self._stopped = True
             self._wake.notify_all()
+
+    def start(self) -> None:
+        """Run the loop in a daemon thread of its own, as a served stage does; `close()` ends it."""
+        self._thread = threading.Thread(target=self.run_forever, name=f"{self.name}-engine", daemon=True)
+        self._thread.start()
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop, answer what is left (UnavailableError) and wait for the loop's thread."""
+        self.stop()
+        if self._thread is not None:
+            self._thread.join(timeout)
 
     # ---- one iteration ---------------------------------------------------------------------------
     def step(self) -> None:
