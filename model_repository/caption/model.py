@@ -29,7 +29,8 @@ class TritonPythonModel:
                                    instance_device_id(args, parameters["device"]))
         assets = triton_glue.verified_version_dir(args)
         self.recipe = CaptionRecipe(assets, graphs, graphs.step(api.MINIGPT4_LLM_STEP))
-        self.engine = self.recipe.decoder.batched(LLMEngineLimits(parameters["max_active"], parameters["max_waiting"]))
+        limits = LLMEngineLimits(parameters["max_active"], parameters["max_waiting"])
+        self.engine = self.recipe.decoder.batched(limits, triton_glue.EngineMetrics(api.CAPTION))
         self.engine.start()
         self.input_names = [t.name for t in api.CAPTION_INPUTS]
         self.metrics = triton_glue.GenerationMetrics(api.CAPTION)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -31,11 +32,14 @@ from typing import Deque, List, Optional
 import numpy as np
 
 from ..generation import FeedsBuilder, GenerationConfig, GenerationResult, KeepGoing, TokenPicker, check_cancelled
-from ..protocol import UnavailableError, check_finite
+from ..audioldm.engine import EngineObserver
+from ..protocol import BadOutputError, UnavailableError, check_finite, status_of
 from .feeds import KVShape
 from .kv_cache import ATTENTION_MASK, DEFAULT_CHUNK, CachedStep, CacheFullError, GraphRun, KVCache
 
 logger = logging.getLogger(__name__)
+
+PREFILL = "prefill"  # the observer's stage name for a joining request's prefill (decode steps: the graph's name)
 
 
 @dataclass(frozen=True)
@@ -56,7 +60,9 @@ class Sequence:
     feeds: FeedsBuilder  # batch_size 1
     config: GenerationConfig
     keep_going: KeepGoing
+    observer: EngineObserver
     future: Future = field(default_factory=Future)
+    enqueued_at: float = field(default_factory=time.monotonic)
     picker: Optional[TokenPicker] = None  # set at admission
     last_token: Optional[np.ndarray] = None  # [1] the token the next decode step feeds
 
@@ -70,7 +76,19 @@ class Sequence:
             return False
 
     def fail(self, error: BaseException) -> None:
-        if not self.future.done():
+        self._end(error=error)
+
+    def succeed(self) -> None:
+        self._end(result=self.picker.result())
+
+    def _end(self, result: Optional[GenerationResult] = None, error: Optional[BaseException] = None) -> None:
+        if self.future.done():
+            return
+        outcome = "success" if error is None else "bad_output" if isinstance(error, BadOutputError) else status_of(error)
+        self.observer.finished(outcome, time.monotonic() - self.enqueued_at)  # counted before the answer leaves
+        if error is None:
+            self.future.set_result(result)
+        else:
             self.future.set_exception(error)
 
 
@@ -79,8 +97,10 @@ class LLMEngine:
     driven from one thread. `context_limit` bounds a row's positions (the model's context; 0: none)."""
 
     def __init__(self, run: GraphRun, shape: KVShape, limits: LLMEngineLimits = LLMEngineLimits(), *,
-                 name: str = "llm", context_limit: int = 0, chunk: int = DEFAULT_CHUNK):
+                 name: str = "llm", context_limit: int = 0, chunk: int = DEFAULT_CHUNK,
+                 observer: EngineObserver = EngineObserver()):
         self.run = run
+        self.observer = observer  # metrics: rows per decode step, requests ended, engine depth
         self.name = name  # the step graph's name, for error messages
         self.limits = limits
         self.cache = KVCache(shape, rows=limits.max_active, chunk=chunk, limit=context_limit or None)
@@ -97,7 +117,7 @@ class LLMEngine:
         UnavailableError at once when the waiting queue is full or the engine stopped."""
         if feeds.batch_size != 1:
             raise ValueError(f"the engine decodes one sequence per request; got a batch of {feeds.batch_size}")
-        sequence = Sequence(feeds, config, keep_going or (lambda: True))
+        sequence = Sequence(feeds, config, keep_going or (lambda: True), self.observer)
         with self._wake:
             if self._stopped:
                 raise UnavailableError("the server is shutting down")
@@ -161,6 +181,7 @@ class LLMEngine:
             self._decode_step()
         for sequence in self._admit():
             self._prefill(sequence)
+        self.observer.depth(len(self._active), len(self._waiting))
 
     def _drop_cancelled(self) -> None:
         self._retire([row for row, sequence in enumerate(self._active) if not sequence.wanted()])
@@ -179,7 +200,9 @@ class LLMEngine:
         try:
             sequence.picker = TokenPicker(sequence.config, sequence.feeds.context_ids())
             alone = KVCache(self.cache.shape, rows=1, chunk=self.cache.chunk, limit=self.cache.limit)
+            start = time.monotonic()
             logits = CachedStep(self.run, alone)(sequence.feeds.prefill())
+            self.observer.batch(PREFILL, 1, time.monotonic() - start)
             check_finite(self.name, logits, " in its logits")
             sequence.last_token = sequence.picker.pick(logits)
         except Exception as exc:  # noqa: BLE001 - this request fails, the others go on
@@ -187,7 +210,7 @@ class LLMEngine:
             sequence.fail(exc)
             return
         if sequence.picker.done:  # a stop token first, or max_new_tokens 1: it never joins the batch
-            sequence.future.set_result(sequence.picker.result())
+            sequence.succeed()
             return
         row = len(self._active)
         self.cache.insert(row, alone)
@@ -212,7 +235,9 @@ class LLMEngine:
                        for name in per_row[0] if name != ATTENTION_MASK}
             self.cache.reserve(1, rows)
             mask = self.cache.layout_mask([feeds[ATTENTION_MASK][0] for feeds in per_row])
+            start = time.monotonic()
             logits, new_key_values = self.run(batched | {ATTENTION_MASK: mask} | self.cache.feeds(rows))
+            self.observer.batch(self.name, rows, time.monotonic() - start)
             self.cache.append(np.asarray(new_key_values))
         except Exception as exc:  # noqa: BLE001 - the rows of this call fail, the engine goes on
             logger.exception("%s decode step failed for %d row(s)", self.name, rows)
@@ -230,7 +255,7 @@ class LLMEngine:
                 continue
             sequence.last_token = sequence.picker.pick(logits[row:row + 1])
             if sequence.picker.done:
-                sequence.future.set_result(sequence.picker.result())
+                sequence.succeed()
                 finished.append(row)
         self._retire(finished)
 

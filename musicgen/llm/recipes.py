@@ -25,6 +25,7 @@ import numpy as np
 from musicgen_client import flow
 from musicgen_client import interface as api
 
+from ..audioldm.engine import EngineObserver
 from ..generation import FeedsBuilder, GenerationConfig, GenerationResult, KeepGoing, generate
 from ..protocol import InvalidRequestError
 from . import prompts
@@ -93,10 +94,11 @@ class TokenDecoder:
         self.context_limit = config.max_context_tokens
         self.engine: Optional[LLMEngine] = None
 
-    def batched(self, limits: LLMEngineLimits) -> LLMEngine:
+    def batched(self, limits: LLMEngineLimits, observer: EngineObserver = EngineObserver()) -> LLMEngine:
         """From now on decode through an in-flight engine of `limits.max_active` rows (the caller runs its loop:
-        `engine.run_forever()` in a thread)."""
-        self.engine = LLMEngine(self.run, self.kv, limits, name=self.name, context_limit=self.context_limit)
+        `engine.start()` or `engine.step()`); `observer` gets its metrics."""
+        self.engine = LLMEngine(self.run, self.kv, limits, name=self.name, context_limit=self.context_limit,
+                                observer=observer)
         return self.engine
 
     def __call__(self, feeds: FeedsBuilder, generation: GenerationConfig,

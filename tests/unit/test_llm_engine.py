@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from musicgen.generation import GenerationConfig, generate
-from musicgen.llm.engine import LLMEngine, LLMEngineLimits
+from musicgen.audioldm.engine import EngineObserver
+from musicgen.llm.engine import PREFILL, LLMEngine, LLMEngineLimits
 from musicgen.llm.feeds import KVShape
 from musicgen.llm.kv_cache import CachedStep, CacheFullError, KVCache
 from musicgen.protocol import BadOutputError, CancelledError, UnavailableError, status_of
@@ -258,3 +259,29 @@ def test_stopping_answers_the_waiting_requests():
     batch.run_forever()  # returns at once: stopped
     with pytest.raises(UnavailableError, match="shutting down"):
         waiting.result(timeout=0)
+
+
+class Recorder(EngineObserver):
+    def __init__(self):
+        self.batches, self.outcomes, self.depths = [], [], []
+
+    def batch(self, stage, items, seconds):
+        self.batches.append((stage, items))
+
+    def finished(self, outcome, seconds):
+        self.outcomes.append(outcome)
+
+    def depth(self, active, waiting):
+        self.depths.append((active, waiting))
+
+
+def test_the_observer_sees_shared_steps_outcomes_and_depth():
+    recorder = Recorder()
+    batch = engine(max_active=2, observer=recorder)
+    futures = [batch.submit(ToyFeeds([1, 2]), GREEDY), batch.submit(ToyFeeds([3]), GREEDY),
+               batch.submit(ToyFeeds([4], poison_after=1), GREEDY),
+               batch.submit(ToyFeeds([5]), GREEDY, keep_going=lambda: False)]
+    drive(batch, futures)
+    assert recorder.batches[:2] == [(PREFILL, 1), (PREFILL, 1)] and ("toy_step", 2) in recorder.batches
+    assert sorted(recorder.outcomes) == ["bad_output", "cancelled", "success", "success"]
+    assert recorder.depths[0] == (2, 1) and recorder.depths[-1] == (0, 0)
