@@ -31,8 +31,8 @@ from typing import Deque, List, Optional
 
 import numpy as np
 
-from ..generation import FeedsBuilder, GenerationConfig, GenerationResult, KeepGoing, TokenPicker, check_cancelled
 from ..audioldm.engine import EngineObserver
+from ..generation import FeedsBuilder, GenerationConfig, GenerationResult, KeepGoing, TokenPicker, check_cancelled
 from ..protocol import BadOutputError, UnavailableError, check_finite, status_of
 from .feeds import KVShape
 from .kv_cache import ATTENTION_MASK, DEFAULT_CHUNK, CachedStep, CacheFullError, GraphRun, KVCache
@@ -205,15 +205,14 @@ class LLMEngine:
             self.observer.batch(PREFILL, 1, time.monotonic() - start)
             check_finite(self.name, logits, " in its logits")
             sequence.last_token = sequence.picker.pick(logits)
+            if sequence.picker.done:  # a stop token first, or max_new_tokens 1: it never joins the batch
+                sequence.succeed()
+                return
+            self.cache.insert(len(self._active), alone)
         except Exception as exc:  # noqa: BLE001 - this request fails, the others go on
             logger.warning("%s prefill failed: %s", self.name, exc)
             sequence.fail(exc)
             return
-        if sequence.picker.done:  # a stop token first, or max_new_tokens 1: it never joins the batch
-            sequence.succeed()
-            return
-        row = len(self._active)
-        self.cache.insert(row, alone)
         self._active.append(sequence)
 
     def _decode_step(self) -> None:
