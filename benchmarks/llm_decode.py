@@ -281,11 +281,11 @@ def report(args, rows: List[dict], context_rows: List[dict], inflight_rows: List
         f"{args.new_tokens} new tokens, no stop token; best of {args.repeats}; "
         f"in-process threads {args.threads or 'default'}. "
         "Shared, noisy 2-core machine.",
-        "",
-        "| stage | way | prefill ms (1-token request) | decode tokens/s | request s |",
-        "|---|---|---|---|---|",
-    ] + [f"| {r['llm']} | {r['way']} | {r['prefill_ms']:.1f} | {r['decode_tok_s']:.0f} | {r['total_s']:.3f} |"
-         for r in rows]
+    ]
+    if rows:
+        lines += ["", "| stage | way | prefill ms (1-token request) | decode tokens/s | request s |", "|---|---|---|---|---|"]
+        lines += [f"| {r['llm']} | {r['way']} | {r['prefill_ms']:.1f} | {r['decode_tok_s']:.0f} | {r['total_s']:.3f} |"
+                  for r in rows]
     if context_rows:
         contexts = sorted({r["context"] for r in context_rows})
         lines += ["", f"Decode step time, ms, min / median of {args.steps - 1} steps, after a prefill of C positions "
