@@ -23,10 +23,12 @@ and median of `--steps` steps; with `--batches`, the same at the first context f
 In-flight batching (way `inflight`): the stage recipe with its in-flight engine (musicgen.llm.engine, the served
 stages' decoder) on a thread, `--concurrency` callers each sending `--rounds` requests of `--new-tokens` tokens
 (different prompts / images), with `--max-active` rows (1 decodes one request at a time): generated tokens/s over
-the wall time, the stage's whole work (tokenizing, image encoding, prefill) included.
+the wall time, the stage's whole work (tokenizing, image encoding, prefill) included. Way `served_inflight`: the
+same callers over HTTP to the `caption` and `chatglm` models of a tritonserver whose stages have that `max_active`.
 
-    python benchmarks/llm_decode.py --ways inflight --backends onnxruntime --contexts --new-tokens 32 \
-        --concurrency 1 2 4 8 --max-active 1 8 --out benchmarks/results/llm-inflight-cpu-tiny.md
+    python benchmarks/llm_decode.py --ways inflight served_inflight --backends onnxruntime --contexts \
+        --new-tokens 32 --concurrency 1 2 4 8 --max-active 1 8 --rounds 3 --threads 1 \
+        --out benchmarks/results/llm-inflight-cpu-tiny.md
 """
 from __future__ import annotations
 
@@ -53,6 +55,7 @@ from musicgen.llm.engine import LLMEngineLimits  # noqa: E402
 from musicgen.llm.feeds import ChatGLMFeeds, LlamaEmbedsFeeds, chatglm_prompt_inputs  # noqa: E402
 from musicgen.llm.kv_cache import CachedStep, KVCache  # noqa: E402
 from musicgen.llm.recipes import CaptionRecipe, ChatGLMRecipe  # noqa: E402
+from musicgen.manifest import write_manifest  # noqa: E402
 from musicgen.stage_graphs import InProcessGraphs, ServedGraphs  # noqa: E402
 from musicgen.runtime import RuntimeOptions, local_stage_runner  # noqa: E402
 from musicgen_client import flow  # noqa: E402
@@ -154,7 +157,9 @@ def eager_chat(weights: Path) -> Callable[[int], object]:
     return chat
 
 
-def served_runs(url: str, llms: List[str]) -> Dict[str, Callable[[int], object]]:
+def served_runs(url: str, llms: List[str], value=None) -> Dict[str, Callable[[int], object]]:
+    """Each stage through a server's HTTP endpoint, asked about `value` (an image / a prompt; default the
+    benchmark's own)."""
     import tritonclient.http as httpclient
 
     client = httpclient.InferenceServerClient(url)
@@ -168,14 +173,17 @@ def served_runs(url: str, llms: List[str]) -> Dict[str, Callable[[int], object]]
             return client.infer(model, inputs)
         return run
 
-    runs = {api.CAPTION: infer(api.CAPTION, api.IMAGE, test_image()),
-            api.CHATGLM: infer(api.CHATGLM, api.PROMPT, flow.music_prompt_request(CAPTION_TEXT).encode())}
-    return {llm: runs[llm] for llm in llms}
+    runs = {api.CAPTION: lambda: infer(api.CAPTION, api.IMAGE, value or test_image()),
+            api.CHATGLM: lambda: infer(api.CHATGLM, api.PROMPT,
+                                       (value or flow.music_prompt_request(CAPTION_TEXT)).encode())}
+    return {llm: runs[llm]() for llm in llms}
 
 
-def benchmark_repository(source: Path, graphs_mode: str, backend: str, threads: int, out: Path) -> Path:
+def benchmark_repository(source: Path, graphs_mode: str, backend: str, threads: int, out: Path,
+                         max_active: int = 8) -> Path:
     """A copy of `source` whose stages never stop early and reach their graphs as `graphs_mode` says, in process
-    with `backend` and `threads` (graph folders are linked, not copied)."""
+    with `backend` and `threads`, decoding up to `max_active` requests together (graph folders are linked, not
+    copied)."""
     for folder in source.iterdir():
         if not (folder / "config.pbtxt").exists():
             continue
@@ -187,9 +195,12 @@ def benchmark_repository(source: Path, graphs_mode: str, backend: str, threads: 
         values = json.loads(textgen.read_text())
         values["generation"]["stop_token_ids"] = []
         textgen.write_text(json.dumps(values))
+        write_manifest(out / folder.name / "1")  # as export would: the stage checks its files at load
         config = out / folder.name / "config.pbtxt"
         text = config.read_text().replace('key: "graphs" value: { string_value: "in_process" }',
                                           f'key: "graphs" value: {{ string_value: "{graphs_mode}" }}')
+        text = text.replace('key: "max_active" value: { string_value: "8" }',
+                            f'key: "max_active" value: {{ string_value: "{max_active}" }}')
         if graphs_mode == "in_process":  # served: the graph models' own configs decide
             text = text.replace('key: "backend" value: { string_value: "onnxruntime" }',
                                 f'key: "backend" value: {{ string_value: "{backend}" }}')
@@ -206,38 +217,74 @@ def make_recipe(repository: Path, graphs, llm: str):
 
 
 # ---- in-flight batching: throughput under concurrent requests -----------------------------------------------
-def inflight_throughput(repository: Path, graphs, llm: str, concurrency: int, max_active: int, new_tokens: int,
+def inflight_input(llm: str, index: int):
+    """Caller `index`'s own image / prompt."""
+    return test_image(index) if llm == api.CAPTION else flow.music_prompt_request(f"{CAPTION_TEXT} number {index}")
+
+
+def concurrent_throughput(callers: List[Callable[[], Callable[[], int]]], rounds: int) -> Dict[str, float]:
+    """Each caller (a factory, run on the caller's own thread, of the call that sends its request and returns the
+    tokens generated) sends `rounds` requests, all callers at once: generated tokens per second of wall time, and
+    the mean request latency. A caller's error is raised here."""
+    tokens, latencies, errors = [], [], []
+
+    def caller(make_call) -> None:
+        try:
+            call = make_call()
+            for _ in range(rounds):
+                start = time.perf_counter()
+                tokens.append(call())
+                latencies.append(time.perf_counter() - start)
+        except Exception as exc:  # noqa: BLE001 - re-raised on the main thread
+            errors.append(exc)
+
+    callers[0]()()  # warm-up
+    threads = [threading.Thread(target=caller, args=(make_call,)) for make_call in callers]
+    start = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - start
+    if errors:
+        raise errors[0]
+    return {"tok_s": sum(tokens) / wall, "latency_s": statistics.mean(latencies), "requests": len(tokens)}
+
+
+def inflight_in_process(repository: Path, graphs, llm: str, concurrency: int, max_active: int, new_tokens: int,
                         rounds: int) -> Dict[str, float]:
-    """`concurrency` callers, `rounds` requests each (a prompt / image per caller), through the recipe's engine of
-    `max_active` rows: generated tokens per second of wall time, and the mean request latency."""
+    """`concurrency` callers through the stage recipe's in-flight engine of `max_active` rows, in this process."""
     recipe = make_recipe(repository, graphs, llm)
     generation = recipe.config.generation.updated(max_new_tokens=new_tokens, stop_token_ids=())
-    inputs = [test_image(i) if llm == api.CAPTION else flow.music_prompt_request(f"{CAPTION_TEXT} number {i}")
-              for i in range(concurrency)]
     engine = recipe.decoder.batched(LLMEngineLimits(max_active=max_active))
     engine.start()
-    tokens, latencies = [], []
 
-    def caller(value) -> None:
-        for _ in range(rounds):
-            start = time.perf_counter()
-            tokens.append(len(recipe(value, generation).token_ids))
-            latencies.append(time.perf_counter() - start)
+    def caller(index: int) -> Callable[[], Callable[[], int]]:
+        value = inflight_input(llm, index)
+        return lambda: lambda: len(recipe(value, generation).token_ids)
 
     try:
-        recipe(inputs[0], generation)  # warm-up
-        tokens.clear()
-        latencies.clear()
-        callers = [threading.Thread(target=caller, args=(value,)) for value in inputs]
-        start = time.perf_counter()
-        for thread in callers:
-            thread.start()
-        for thread in callers:
-            thread.join()
-        wall = time.perf_counter() - start
+        return concurrent_throughput([caller(i) for i in range(concurrency)], rounds)
     finally:
         engine.close()
-    return {"tok_s": sum(tokens) / wall, "latency_s": statistics.mean(latencies), "requests": len(tokens)}
+
+
+def inflight_served(url: str, llm: str, concurrency: int, new_tokens: int, rounds: int) -> Dict[str, float]:
+    """`concurrency` HTTP callers, a client each (tritonclient's HTTP client stays on its thread), to a served stage
+    whose copy never stops early: `new_tokens` tokens a request."""
+    def caller(index: int) -> Callable[[], Callable[[], int]]:
+        def make_call() -> Callable[[], int]:
+            run = served_runs(url, [llm], inflight_input(llm, index))[llm]
+
+            def call() -> int:
+                run(new_tokens)
+                return new_tokens
+
+            return call
+
+        return make_call
+
+    return concurrent_throughput([caller(i) for i in range(concurrency)], rounds)
 
 
 # ---- per-token decode time against the context length ----------------------------------------------------
@@ -278,12 +325,12 @@ def report(args, rows: List[dict], context_rows: List[dict], inflight_rows: List
         "# LLM stages: prefill and decode, every way they run",
         "",
         f"Command: `python benchmarks/{Path(__file__).name} {shlex.join(sys.argv[1:])}`",
-        f"{args.new_tokens} new tokens, no stop token; best of {args.repeats}; "
-        f"in-process threads {args.threads or 'default'}. "
-        "Shared, noisy 2-core machine.",
+        f"{args.new_tokens} new tokens, no stop token; " + (f"best of {args.repeats}; " if rows else "")
+        + f"in-process threads {args.threads or 'default'}. Shared, noisy 2-core machine.",
     ]
     if rows:
-        lines += ["", "| stage | way | prefill ms (1-token request) | decode tokens/s | request s |", "|---|---|---|---|---|"]
+        lines += ["", "| stage | way | prefill ms (1-token request) | decode tokens/s | request s |",
+                  "|---|---|---|---|---|"]
         lines += [f"| {r['llm']} | {r['way']} | {r['prefill_ms']:.1f} | {r['decode_tok_s']:.0f} | {r['total_s']:.3f} |"
                   for r in rows]
     if context_rows:
@@ -299,8 +346,8 @@ def report(args, rows: List[dict], context_rows: List[dict], inflight_rows: List
             ratio = f"{ms[contexts[-1]]['min_ms'] / ms[contexts[0]]['min_ms']:.2f}×" if complete else ""
             lines.append(f"| {key[0]} | {key[1]} | {key[2]} | " + " | ".join(cells) + f" | {ratio} |")
     if inflight_rows:
-        lines += ["", f"In-flight batching: {args.new_tokens} new tokens per request, {args.rounds} requests per caller, "
-                  "generated tokens/s over the wall time (mean request latency, s):", "",
+        lines += ["", f"In-flight batching: {args.new_tokens} new tokens per request, {args.rounds} requests per "
+                  "caller, generated tokens/s over the wall time (mean request latency, s):", "",
                   "| stage | way | max_active | " + " | ".join(f"c={c}" for c in args.concurrency) + " |",
                   "|---|---|---|" + "---|" * len(args.concurrency)]
         for key in dict.fromkeys((r["llm"], r["way"], r["max_active"]) for r in inflight_rows):
@@ -317,7 +364,7 @@ def main(argv=None) -> int:
     parser.add_argument("--llms", nargs="+", default=list(LLMS), choices=list(LLMS))
     parser.add_argument("--backends", nargs="+", default=["onnxruntime", "paddle"], choices=["onnxruntime", "paddle"])
     parser.add_argument("--ways", nargs="+", default=["eager", "in_process", "numpy", "served"],
-                        choices=["eager", "in_process", "numpy", "served", "inflight"])
+                        choices=["eager", "in_process", "numpy", "served", "inflight", "served_inflight"])
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--contexts", nargs="*", type=int, default=[64, 512, 2048])
@@ -355,7 +402,7 @@ def main(argv=None) -> int:
             for llm in args.llms:
                 for max_active in args.max_active:
                     for concurrency in args.concurrency:
-                        speed = inflight_throughput(repository, graphs, llm, concurrency, max_active, args.new_tokens,
+                        speed = inflight_in_process(repository, graphs, llm, concurrency, max_active, args.new_tokens,
                                                     args.rounds)
                         inflight_rows.append({"llm": llm, "way": f"inflight/{backend}", "max_active": max_active,
                                               "concurrency": concurrency, **speed})
@@ -374,6 +421,25 @@ def main(argv=None) -> int:
                     context_rows.append(
                         {"llm": llm, "way": f"{way}/{backend}", "context": context, "batch": batch, **ms})
                     logger.info("%s", json.dumps(context_rows[-1]))
+    if "served_inflight" in args.ways:
+        from musicgen.serving import TritonServer, free_ports
+
+        for max_active in args.max_active:
+            with tempfile.TemporaryDirectory() as tmp:
+                served_repo = benchmark_repository(repository, "in_process", args.backends[0], args.threads, Path(tmp),
+                                                   max_active)
+                server = TritonServer(served_repo, *free_ports(3), log_file=Path(tmp) / "tritonserver.log")
+                server.start()
+                try:
+                    server.wait_until_ready(180)
+                    for llm in args.llms:
+                        for concurrency in args.concurrency:
+                            speed = inflight_served(server.http_url, llm, concurrency, args.new_tokens, args.rounds)
+                            inflight_rows.append({"llm": llm, "way": f"served-http/{args.backends[0]}",
+                                                  "max_active": max_active, "concurrency": concurrency, **speed})
+                            logger.info("%s", json.dumps(inflight_rows[-1]))
+                finally:
+                    server.stop()
     if "served" in args.ways:
         from musicgen.serving import TritonServer, free_ports
 

@@ -2,8 +2,8 @@
 
 The loop knows nothing about the model: a `FeedsBuilder` makes each step's inputs (family-specific, see
 `musicgen.llm.feeds`) and `step(feeds) -> logits [batch, vocab] of the last position` runs one exported graph
-(or anything else) and keeps the KV cache itself (`musicgen.llm.kv_cache.CachedStep`). Token selection reproduces paddlenlp 2.8.1's `generate` so that greedy ids
-over the exported graphs equal the eager model's:
+(or anything else) and keeps the KV cache itself (`musicgen.llm.kv_cache.CachedStep`). Token selection reproduces
+paddlenlp 2.8.1's `generate` so that greedy ids over the exported graphs equal the eager model's:
 
 - greedy: argmax of the processed logits (first index on ties);
 - sampling: softmax(logits / temperature), keep the `top_k` largest probabilities (every one >= the k-th), then
@@ -16,8 +16,8 @@ over the exported graphs equal the eager model's:
 
 `TokenPicker` is the per-sequence half (a config, its RNG, the context, what was generated, who stopped): `generate`
 drives one for a lockstep batch, the in-flight engine (`musicgen.llm.engine`) one per request, so a request picks
-the same tokens alone or batched. A `keep_going()` callable, asked before every step, stops the loop with a CancelledError (a client that went
-away costs at most one more token).
+the same tokens alone or batched. A `keep_going()` callable, asked before every step, stops the loop with a
+CancelledError (a client that went away costs at most one more token).
 """
 from __future__ import annotations
 

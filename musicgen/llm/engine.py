@@ -84,7 +84,8 @@ class Sequence:
     def _end(self, result: Optional[GenerationResult] = None, error: Optional[BaseException] = None) -> None:
         if self.future.done():
             return
-        outcome = "success" if error is None else "bad_output" if isinstance(error, BadOutputError) else status_of(error)
+        outcome = ("success" if error is None else "bad_output" if isinstance(error, BadOutputError)
+                   else status_of(error))
         self.observer.finished(outcome, time.monotonic() - self.enqueued_at)  # counted before the answer leaves
         if error is None:
             self.future.set_result(result)
