@@ -9,8 +9,8 @@ hand the sequence to the engine and answer when its future completes. Every toke
 (cancellation) and refuses, with a 400 naming `max_new_tokens`, a budget past what the stage's cache is sized for
 (`max_context_tokens`). Everything a recipe needs besides the graphs lives in its asset folder, written by export:
 `caption/1/` and `chatglm/1/` hold the tokenizer, `CONFIG_FILE` (prompt template, generation parameters, KV-cache
-dims) and, for the caption, the image preprocessing constants. How a caption becomes ChatGLM's question, and its answer the music prompt, is
-the flow's business (musicgen_client.flow), not ChatGLM's.
+dims) and, for the caption, the image preprocessing constants. How a caption becomes ChatGLM's question, and its
+answer the music prompt, is the flow's business (musicgen_client.flow), not ChatGLM's.
 """
 from __future__ import annotations
 
