@@ -18,8 +18,17 @@ greedy (ChatGLM's top_k 1 sampling), no stop token, so every run makes exactly t
 Prefill = the time of a 1-token request (the whole stage: tokenizing, image encoding, prompt embedding included);
 decode tokens/s = (N - 1) / (t(N) - t(1)); the minimum of `--repeats` runs each. Per-token decode time at each
 context C: the step graph alone after a prefill of C positions (random embeddings / the prompt's ids repeated), min
-and median of `--steps` steps; with `--batches`, the same at the first context for B rows at once (would
-token-level batching pay?).
+and median of `--steps` steps; with `--batches`, the same at the first context for B rows at once.
+
+In-flight batching (way `inflight`): the stage recipe with its in-flight engine (musicgen.llm.engine, the served
+stages' decoder) on a thread, `--concurrency` callers each sending `--rounds` requests of `--new-tokens` tokens
+(different prompts / images), with `--max-active` rows (1 decodes one request at a time): generated tokens/s over
+the wall time, the stage's whole work (tokenizing, image encoding, prefill) included. Way `served_inflight`: the
+same callers over HTTP to the `caption` and `chatglm` models of a tritonserver whose stages have that `max_active`.
+
+    python benchmarks/llm_decode.py --ways inflight served_inflight --backends onnxruntime --contexts \
+        --new-tokens 32 --concurrency 1 2 4 8 --max-active 1 8 --rounds 3 --threads 1 \
+        --out benchmarks/results/llm-inflight-cpu-tiny.md
 """
 from __future__ import annotations
 
@@ -32,6 +41,7 @@ import shutil
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Callable, Dict, List
@@ -41,9 +51,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "client")]
 
+from musicgen.llm.engine import LLMEngineLimits  # noqa: E402
 from musicgen.llm.feeds import ChatGLMFeeds, LlamaEmbedsFeeds, chatglm_prompt_inputs  # noqa: E402
 from musicgen.llm.kv_cache import CachedStep, KVCache  # noqa: E402
 from musicgen.llm.recipes import CaptionRecipe, ChatGLMRecipe  # noqa: E402
+from musicgen.manifest import write_manifest  # noqa: E402
 from musicgen.stage_graphs import InProcessGraphs, ServedGraphs  # noqa: E402
 from musicgen.runtime import RuntimeOptions, local_stage_runner  # noqa: E402
 from musicgen_client import flow  # noqa: E402
@@ -54,11 +66,11 @@ LLMS = {api.CAPTION: [c.name for c in api.MINIGPT4_COMPONENTS], api.CHATGLM: [c.
 CAPTION_TEXT = "The image shows a cat on a marble table"
 
 
-def test_image() -> bytes:
+def test_image(seed: int = 0) -> bytes:
     from PIL import Image
 
     out = io.BytesIO()
-    Image.fromarray(np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(out, format="PNG")
+    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(out, format="PNG")
     return out.getvalue()
 
 
@@ -86,11 +98,11 @@ def recipe_runs(repository: Path, graphs, llms: List[str]) -> Dict[str, Callable
 
     runs = {}
     if api.CAPTION in llms:
-        caption = CaptionRecipe(repository / api.CAPTION / "1", graphs, graphs.step(api.MINIGPT4_LLM_STEP))
+        caption = make_recipe(repository, graphs, api.CAPTION)
         image = test_image()
         runs[api.CAPTION] = lambda n: caption(image, budget(caption, n))
     if api.CHATGLM in llms:
-        chat = ChatGLMRecipe(repository / api.CHATGLM / "1", graphs, graphs.step(api.CHATGLM_LLM_STEP))
+        chat = make_recipe(repository, graphs, api.CHATGLM)
         prompt = flow.music_prompt_request(CAPTION_TEXT)
         runs[api.CHATGLM] = lambda n: chat(prompt, budget(chat, n))
     return runs
@@ -145,7 +157,9 @@ def eager_chat(weights: Path) -> Callable[[int], object]:
     return chat
 
 
-def served_runs(url: str, llms: List[str]) -> Dict[str, Callable[[int], object]]:
+def served_runs(url: str, llms: List[str], value=None) -> Dict[str, Callable[[int], object]]:
+    """Each stage through a server's HTTP endpoint, asked about `value` (an image / a prompt; default the
+    benchmark's own)."""
     import tritonclient.http as httpclient
 
     client = httpclient.InferenceServerClient(url)
@@ -159,14 +173,17 @@ def served_runs(url: str, llms: List[str]) -> Dict[str, Callable[[int], object]]
             return client.infer(model, inputs)
         return run
 
-    runs = {api.CAPTION: infer(api.CAPTION, api.IMAGE, test_image()),
-            api.CHATGLM: infer(api.CHATGLM, api.PROMPT, flow.music_prompt_request(CAPTION_TEXT).encode())}
-    return {llm: runs[llm] for llm in llms}
+    runs = {api.CAPTION: lambda: infer(api.CAPTION, api.IMAGE, value or test_image()),
+            api.CHATGLM: lambda: infer(api.CHATGLM, api.PROMPT,
+                                       (value or flow.music_prompt_request(CAPTION_TEXT)).encode())}
+    return {llm: runs[llm]() for llm in llms}
 
 
-def benchmark_repository(source: Path, graphs_mode: str, backend: str, threads: int, out: Path) -> Path:
+def benchmark_repository(source: Path, graphs_mode: str, backend: str, threads: int, out: Path,
+                         max_active: int = 8) -> Path:
     """A copy of `source` whose stages never stop early and reach their graphs as `graphs_mode` says, in process
-    with `backend` and `threads` (graph folders are linked, not copied)."""
+    with `backend` and `threads`, decoding up to `max_active` requests together (graph folders are linked, not
+    copied)."""
     for folder in source.iterdir():
         if not (folder / "config.pbtxt").exists():
             continue
@@ -178,9 +195,12 @@ def benchmark_repository(source: Path, graphs_mode: str, backend: str, threads: 
         values = json.loads(textgen.read_text())
         values["generation"]["stop_token_ids"] = []
         textgen.write_text(json.dumps(values))
+        write_manifest(out / folder.name / "1")  # as export would: the stage checks its files at load
         config = out / folder.name / "config.pbtxt"
         text = config.read_text().replace('key: "graphs" value: { string_value: "in_process" }',
                                           f'key: "graphs" value: {{ string_value: "{graphs_mode}" }}')
+        text = text.replace('key: "max_active" value: { string_value: "8" }',
+                            f'key: "max_active" value: {{ string_value: "{max_active}" }}')
         if graphs_mode == "in_process":  # served: the graph models' own configs decide
             text = text.replace('key: "backend" value: { string_value: "onnxruntime" }',
                                 f'key: "backend" value: {{ string_value: "{backend}" }}')
@@ -188,6 +208,83 @@ def benchmark_repository(source: Path, graphs_mode: str, backend: str, threads: 
                                 f'key: "threads" value: {{ string_value: "{threads}" }}')
         config.write_text(text)
     return out
+
+
+def make_recipe(repository: Path, graphs, llm: str):
+    if llm == api.CAPTION:
+        return CaptionRecipe(repository / api.CAPTION / "1", graphs, graphs.step(api.MINIGPT4_LLM_STEP))
+    return ChatGLMRecipe(repository / api.CHATGLM / "1", graphs, graphs.step(api.CHATGLM_LLM_STEP))
+
+
+# ---- in-flight batching: throughput under concurrent requests -----------------------------------------------
+def inflight_input(llm: str, index: int):
+    """Caller `index`'s own image / prompt."""
+    return test_image(index) if llm == api.CAPTION else flow.music_prompt_request(f"{CAPTION_TEXT} number {index}")
+
+
+def concurrent_throughput(callers: List[Callable[[], Callable[[], int]]], rounds: int) -> Dict[str, float]:
+    """Each caller (a factory, run on the caller's own thread, of the call that sends its request and returns the
+    tokens generated) sends `rounds` requests, all callers at once: generated tokens per second of wall time, and
+    the mean request latency. A caller's error is raised here."""
+    tokens, latencies, errors = [], [], []
+
+    def caller(make_call) -> None:
+        try:
+            call = make_call()
+            for _ in range(rounds):
+                start = time.perf_counter()
+                tokens.append(call())
+                latencies.append(time.perf_counter() - start)
+        except Exception as exc:  # noqa: BLE001 - re-raised on the main thread
+            errors.append(exc)
+
+    callers[0]()()  # warm-up
+    threads = [threading.Thread(target=caller, args=(make_call,)) for make_call in callers]
+    start = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - start
+    if errors:
+        raise errors[0]
+    return {"tok_s": sum(tokens) / wall, "latency_s": statistics.mean(latencies), "requests": len(tokens)}
+
+
+def inflight_in_process(repository: Path, graphs, llm: str, concurrency: int, max_active: int, new_tokens: int,
+                        rounds: int) -> Dict[str, float]:
+    """`concurrency` callers through the stage recipe's in-flight engine of `max_active` rows, in this process."""
+    recipe = make_recipe(repository, graphs, llm)
+    generation = recipe.config.generation.updated(max_new_tokens=new_tokens, stop_token_ids=())
+    engine = recipe.decoder.batched(LLMEngineLimits(max_active=max_active))
+    engine.start()
+
+    def caller(index: int) -> Callable[[], Callable[[], int]]:
+        value = inflight_input(llm, index)
+        return lambda: lambda: len(recipe(value, generation).token_ids)
+
+    try:
+        return concurrent_throughput([caller(i) for i in range(concurrency)], rounds)
+    finally:
+        engine.close()
+
+
+def inflight_served(url: str, llm: str, concurrency: int, new_tokens: int, rounds: int) -> Dict[str, float]:
+    """`concurrency` HTTP callers, a client each (tritonclient's HTTP client stays on its thread), to a served stage
+    whose copy never stops early: `new_tokens` tokens a request."""
+    def caller(index: int) -> Callable[[], Callable[[], int]]:
+        def make_call() -> Callable[[], int]:
+            run = served_runs(url, [llm], inflight_input(llm, index))[llm]
+
+            def call() -> int:
+                run(new_tokens)
+                return new_tokens
+
+            return call
+
+        return make_call
+
+    return concurrent_throughput([caller(i) for i in range(concurrency)], rounds)
 
 
 # ---- per-token decode time against the context length ----------------------------------------------------
@@ -225,19 +322,19 @@ def per_token_ms(repository: Path, graphs, llm: str, context: int, steps: int, b
 
 
 # ---- report ------------------------------------------------------------------------------------------------
-def report(args, rows: List[dict], context_rows: List[dict]) -> str:
+def report(args, rows: List[dict], context_rows: List[dict], inflight_rows: List[dict]) -> str:
     lines = [
         "# LLM stages: prefill and decode, every way they run",
         "",
         f"Command: `python benchmarks/{Path(__file__).name} {shlex.join(sys.argv[1:])}`",
-        f"{args.new_tokens} new tokens, no stop token; best of {args.repeats}; "
-        f"in-process threads {args.threads or 'default'}. "
-        "Shared, noisy 2-core machine.",
-        "",
-        "| stage | way | prefill ms (1-token request) | decode tokens/s | request s |",
-        "|---|---|---|---|---|",
-    ] + [f"| {r['llm']} | {r['way']} | {r['prefill_ms']:.1f} | {r['decode_tok_s']:.0f} | {r['total_s']:.3f} |"
-         for r in rows]
+        f"{args.new_tokens} new tokens, no stop token; " + (f"best of {args.repeats}; " if rows else "")
+        + f"in-process threads {args.threads or 'default'}. Shared, noisy 2-core machine.",
+    ]
+    if rows:
+        lines += ["", "| stage | way | prefill ms (1-token request) | decode tokens/s | request s |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {r['llm']} | {r['way']} | {r['prefill_ms']:.1f} | {r['decode_tok_s']:.0f} | {r['total_s']:.3f} |"
+                  for r in rows]
     if context_rows:
         contexts = sorted({r["context"] for r in context_rows})
         lines += ["", f"Decode step time, ms, min / median of {args.steps - 1} steps, after a prefill of C positions "
@@ -250,6 +347,15 @@ def report(args, rows: List[dict], context_rows: List[dict]) -> str:
             complete = len(ms) == len(contexts)
             ratio = f"{ms[contexts[-1]]['min_ms'] / ms[contexts[0]]['min_ms']:.2f}×" if complete else ""
             lines.append(f"| {key[0]} | {key[1]} | {key[2]} | " + " | ".join(cells) + f" | {ratio} |")
+    if inflight_rows:
+        lines += ["", f"In-flight batching: {args.new_tokens} new tokens per request, {args.rounds} requests per "
+                  "caller, generated tokens/s over the wall time (mean request latency, s):", "",
+                  "| stage | way | max_active | " + " | ".join(f"c={c}" for c in args.concurrency) + " |",
+                  "|---|---|---|" + "---|" * len(args.concurrency)]
+        for key in dict.fromkeys((r["llm"], r["way"], r["max_active"]) for r in inflight_rows):
+            at = {r["concurrency"]: r for r in inflight_rows if (r["llm"], r["way"], r["max_active"]) == key}
+            cells = [f"{at[c]['tok_s']:.0f} ({at[c]['latency_s']:.2f})" if c in at else "" for c in args.concurrency]
+            lines.append(f"| {key[0]} | {key[1]} | {key[2]} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -260,7 +366,7 @@ def main(argv=None) -> int:
     parser.add_argument("--llms", nargs="+", default=list(LLMS), choices=list(LLMS))
     parser.add_argument("--backends", nargs="+", default=["onnxruntime", "paddle"], choices=["onnxruntime", "paddle"])
     parser.add_argument("--ways", nargs="+", default=["eager", "in_process", "numpy", "served"],
-                        choices=["eager", "in_process", "numpy", "served"])
+                        choices=["eager", "in_process", "numpy", "served", "inflight", "served_inflight"])
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--contexts", nargs="*", type=int, default=[64, 512, 2048])
@@ -270,11 +376,16 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=0,
                         help="intra-op threads of the in-process graphs (the served in_process stages' too); "
                         "0: the runtime's choice")
+    parser.add_argument("--concurrency", nargs="+", type=int, default=[1, 2, 4, 8],
+                        help="way inflight: concurrent callers")
+    parser.add_argument("--max-active", nargs="+", type=int, default=[1, 8],
+                        help="way inflight: the engine's rows (1 decodes one request at a time)")
+    parser.add_argument("--rounds", type=int, default=3, help="way inflight: requests per caller")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     repository = args.build / "model_repository"
-    rows, context_rows = [], []
+    rows, context_rows, inflight_rows = [], [], []
 
     def record(way: str, runs: Dict[str, Callable[[int], object]]) -> None:
         for llm, run in runs.items():
@@ -288,6 +399,16 @@ def main(argv=None) -> int:
         options = RuntimeOptions(backend=backend, threads=args.threads)
         ways = {"in_process": lambda: InProcessGraphs(repository, names, options),
                 "numpy": lambda: ServedGraphs(local_stage_runner(repository, names, options))}
+        if "inflight" in args.ways:
+            graphs = ways["in_process"]()
+            for llm in args.llms:
+                for max_active in args.max_active:
+                    for concurrency in args.concurrency:
+                        speed = inflight_in_process(repository, graphs, llm, concurrency, max_active, args.new_tokens,
+                                                    args.rounds)
+                        inflight_rows.append({"llm": llm, "way": f"inflight/{backend}", "max_active": max_active,
+                                              "concurrency": concurrency, **speed})
+                        logger.info("%s", json.dumps(inflight_rows[-1]))
         for way, make in ways.items():
             if way not in args.ways:
                 continue
@@ -302,6 +423,25 @@ def main(argv=None) -> int:
                     context_rows.append(
                         {"llm": llm, "way": f"{way}/{backend}", "context": context, "batch": batch, **ms})
                     logger.info("%s", json.dumps(context_rows[-1]))
+    if "served_inflight" in args.ways:
+        from musicgen.serving import TritonServer, free_ports
+
+        for max_active in args.max_active:
+            with tempfile.TemporaryDirectory() as tmp:
+                served_repo = benchmark_repository(repository, "in_process", args.backends[0], args.threads, Path(tmp),
+                                                   max_active)
+                server = TritonServer(served_repo, *free_ports(3), log_file=Path(tmp) / "tritonserver.log")
+                server.start()
+                try:
+                    server.wait_until_ready(180)
+                    for llm in args.llms:
+                        for concurrency in args.concurrency:
+                            speed = inflight_served(server.http_url, llm, concurrency, args.new_tokens, args.rounds)
+                            inflight_rows.append({"llm": llm, "way": f"served-http/{args.backends[0]}",
+                                                  "max_active": max_active, "concurrency": concurrency, **speed})
+                            logger.info("%s", json.dumps(inflight_rows[-1]))
+                finally:
+                    server.stop()
     if "served" in args.ways:
         from musicgen.serving import TritonServer, free_ports
 
@@ -316,12 +456,13 @@ def main(argv=None) -> int:
                            served_runs(server.http_url, args.llms))
                 finally:
                     server.stop()
-    text = report(args, rows, context_rows)
+    text = report(args, rows, context_rows, inflight_rows)
     print(text)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text)
-        args.out.with_suffix(".json").write_text(json.dumps({"speeds": rows, "per_token": context_rows}, indent=2))
+        args.out.with_suffix(".json").write_text(
+            json.dumps({"speeds": rows, "per_token": context_rows, "inflight": inflight_rows}, indent=2))
     return 0
 
 

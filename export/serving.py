@@ -22,10 +22,9 @@ logger = logging.getLogger(__name__)
 
 # Triton's queue bound (musicgen.repository.queue_block) for the models that answer in `execute`, one request
 # after another: beyond it a request is refused at once with 503 instead of waiting behind minutes of work.
-# image2music holds at most max_concurrent (8) calls to each stage, so the stages' bound leaves room for direct
-# callers too; text2music and image2music answer from their own threads and bound their own queues (max_waiting).
+# text2music, caption, chatglm and image2music answer from their own threads and bound their own queues
+# (max_waiting).
 COMPONENT_QUEUE_SIZE = 64
-LLM_STAGE_QUEUE_SIZE = 32
 
 
 @dataclass(frozen=True)
@@ -66,10 +65,8 @@ def export_components(family: str, components: Dict[str, Component], weights: Pa
 # The stage models: their backend folder under model_repository/ is named after the model.
 STAGES = {
     api.TEXT2MUSIC: ModelEntry(api.TEXT2MUSIC, api.TEXT2MUSIC, api.TEXT2MUSIC_INPUTS, api.TEXT2MUSIC_OUTPUTS),
-    api.CAPTION: ModelEntry(api.CAPTION, api.CAPTION, api.CAPTION_INPUTS, api.CAPTION_OUTPUTS,
-                            max_queue_size=LLM_STAGE_QUEUE_SIZE),
-    api.CHATGLM: ModelEntry(api.CHATGLM, api.CHATGLM, api.CHATGLM_INPUTS, api.CHATGLM_OUTPUTS,
-                            max_queue_size=LLM_STAGE_QUEUE_SIZE),
+    api.CAPTION: ModelEntry(api.CAPTION, api.CAPTION, api.CAPTION_INPUTS, api.CAPTION_OUTPUTS),
+    api.CHATGLM: ModelEntry(api.CHATGLM, api.CHATGLM, api.CHATGLM_INPUTS, api.CHATGLM_OUTPUTS),
     api.IMAGE2MUSIC: ModelEntry(api.IMAGE2MUSIC, api.IMAGE2MUSIC, api.IMAGE2MUSIC_INPUTS, api.IMAGE2MUSIC_OUTPUTS,
                                 IMAGE2MUSIC_PARAMETERS),
 }

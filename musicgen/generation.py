@@ -2,8 +2,8 @@
 
 The loop knows nothing about the model: a `FeedsBuilder` makes each step's inputs (family-specific, see
 `musicgen.llm.feeds`) and `step(feeds) -> logits [batch, vocab] of the last position` runs one exported graph
-(or anything else). Token selection reproduces paddlenlp 2.8.1's `generate` so that greedy ids
-over the exported graphs equal the eager model's:
+(or anything else) and keeps the KV cache itself (`musicgen.llm.kv_cache.CachedStep`). Token selection reproduces
+paddlenlp 2.8.1's `generate` so that greedy ids over the exported graphs equal the eager model's:
 
 - greedy: argmax of the processed logits (first index on ties);
 - sampling: softmax(logits / temperature), keep the `top_k` largest probabilities (every one >= the k-th), then
@@ -14,15 +14,16 @@ over the exported graphs equal the eager model's:
   ones) has its logit divided by the penalty if positive, multiplied if negative;
 - a stop token is emitted, then ends its row; finished rows get `pad_token_id`; at most `max_new_tokens`.
 
-The KV cache is the step's business, not the loop's: `musicgen.llm.kv_cache.CachedStep` keeps it beside the
-graph and writes each step's new positions into it. A `keep_going()` callable, asked before every step, stops the loop with a CancelledError (a client that went
-away costs at most one more token).
+`TokenPicker` is the per-sequence half (a config, its RNG, the context, what was generated, who stopped): `generate`
+drives one for a lockstep batch, the in-flight engine (`musicgen.llm.engine`) one per request, so a request picks
+the same tokens alone or batched. A `keep_going()` callable, asked before every step, stops the loop with a
+CancelledError (a client that went away costs at most one more token).
 """
 from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Callable, Dict, Mapping, Optional, Protocol, Sequence, Tuple
+from typing import Callable, Dict, Mapping, Optional, Protocol, Sequence, Tuple
 
 import numpy as np
 
@@ -35,8 +36,8 @@ SAMPLING = "sampling"
 DECODE_STRATEGIES = (GREEDY, SAMPLING)
 MAX_NEW_TOKENS_LIMIT = 8192
 
-Feeds = Dict[str, Any]  # numpy arrays
-StepFn = Callable[[Feeds], np.ndarray]  # feeds → logits [batch, vocab]; keeps the cache itself
+Feeds = Dict[str, np.ndarray]
+StepFn = Callable[[Feeds], np.ndarray]  # feeds → logits [batch, vocab]; the step keeps the KV cache
 KeepGoing = Callable[[], bool]
 
 
@@ -108,12 +109,14 @@ class FeedsBuilder(Protocol):
     """Builds one model family's step inputs; keeps whatever per-sequence state that needs (masks, positions)."""
 
     batch_size: int
+    prompt_length: int  # positions the prefill writes (what a cache for this sequence holds before decoding)
 
     def prefill(self) -> Feeds:
-        """Inputs of the first step: the whole prompt (nothing cached yet)."""
+        """Inputs of the first step: the whole prompt, its logical mask [batch, 1, length, length]."""
 
     def decode(self, next_tokens: np.ndarray) -> Feeds:
-        """Inputs of the next step, from the tokens just chosen ([batch, 1] int64)."""
+        """Inputs of the next step: the tokens just chosen ([batch, 1] int64), the logical mask
+        [batch, 1, 1, length + 1] over what is cached and the new position."""
 
     def context_ids(self) -> np.ndarray:
         """[batch, n] ids the reference `generate` counts as already in the sequence (repetition penalty)."""
@@ -185,40 +188,64 @@ def select_tokens(logits: np.ndarray, config: GenerationConfig, rng: np.random.G
 
 
 # ---- the loop ----------------------------------------------------------------------------------------
+class TokenPicker:
+    """Token choice for rows decoded with one config and one RNG: each `pick` processes a step's logits, chooses
+    a token per row (pad for the rows that already stopped) and records it."""
+
+    def __init__(self, config: GenerationConfig, context_ids: np.ndarray):
+        self.config = config
+        self.rng = np.random.default_rng(config.seed)
+        self.stops = np.array(config.stop_token_ids, dtype=np.int64)
+        self.context = context_ids.astype(np.int64)  # what the repetition penalty sees, growing per token
+        self.unfinished = np.ones(len(self.context), dtype=bool)
+        self.generated: list = []
+
+    def pick(self, logits: np.ndarray) -> np.ndarray:
+        """[rows, vocab] logits → [rows] int64 tokens, recorded."""
+        config = self.config
+        scores = apply_repetition_penalty(logits.astype(np.float32), self.context, config.repetition_penalty)
+        tokens = select_tokens(scores, config, self.rng).astype(np.int64)
+        tokens = np.where(self.unfinished, tokens, config.pad_token_id)
+        self.generated.append(tokens)
+        self.context = np.concatenate([self.context, tokens[:, None]], axis=1)
+        self.unfinished &= ~np.isin(tokens, self.stops)
+        return tokens
+
+    @property
+    def count(self) -> int:
+        return len(self.generated)
+
+    @property
+    def done(self) -> bool:
+        """Every row stopped, or `max_new_tokens` were made."""
+        return not self.unfinished.any() or self.count >= self.config.max_new_tokens
+
+    def result(self) -> GenerationResult:
+        return GenerationResult(np.stack(self.generated, axis=1), finished=~self.unfinished)
+
+
 def generate(step: StepFn, feeds: FeedsBuilder, config: GenerationConfig,
              keep_going: Optional[KeepGoing] = None) -> GenerationResult:
     """Prefill, then one token per step until every row emitted a stop token or `max_new_tokens` were made.
 
     `keep_going()` is asked before each step (the prefill included); False raises CancelledError.
     """
+    picker = TokenPicker(config, feeds.context_ids())
+    check_cancelled(keep_going, 0, config)
+    tokens = picker.pick(step(feeds.prefill()))
+    while not picker.done:
+        check_cancelled(keep_going, picker.count, config)
+        tokens = picker.pick(step(feeds.decode(tokens[:, None])))
+    logger.debug("generated %d tokens for %d rows", picker.count, feeds.batch_size)
+    return picker.result()
 
-    def check(done: int) -> None:
-        if keep_going is not None and not keep_going():
-            message = f"cancelled after {done} of at most {config.max_new_tokens} new tokens"
-            logger.warning("generation %s", message)  # the client is gone: the server log is the only witness
-            raise CancelledError(message)
 
-    rng = np.random.default_rng(config.seed)
-    stops = np.array(config.stop_token_ids, dtype=np.int64)
-    context = feeds.context_ids().astype(np.int64)
-    unfinished = np.ones(feeds.batch_size, dtype=bool)
-    generated = []
-
-    check(0)
-    logits = step(feeds.prefill())
-    for index in range(config.max_new_tokens):
-        scores = apply_repetition_penalty(logits.astype(np.float32), context, config.repetition_penalty)
-        tokens = select_tokens(scores, config, rng).astype(np.int64)
-        tokens = np.where(unfinished, tokens, config.pad_token_id)
-        generated.append(tokens)
-        context = np.concatenate([context, tokens[:, None]], axis=1)
-        unfinished &= ~np.isin(tokens, stops)
-        if not unfinished.any() or index + 1 == config.max_new_tokens:
-            break
-        check(index + 1)
-        logits = step(feeds.decode(tokens[:, None]))
-    logger.debug("generated %d tokens for %d rows", len(generated), feeds.batch_size)
-    return GenerationResult(np.stack(generated, axis=1), finished=~unfinished)
+def check_cancelled(keep_going: Optional[KeepGoing], done: int, config: GenerationConfig) -> None:
+    """CancelledError when `keep_going()` says the caller went away (`done` tokens made so far)."""
+    if keep_going is not None and not keep_going():
+        message = f"cancelled after {done} of at most {config.max_new_tokens} new tokens"
+        logger.warning("generation %s", message)  # the client is gone: the server log is the only witness
+        raise CancelledError(message)
 
 
 def stop_ids_from_nested(eos_token_id: Sequence) -> Tuple[int, ...]:

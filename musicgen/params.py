@@ -74,7 +74,11 @@ STAGE_GRAPH_PARAMETERS = (
     Param("precision", str, "fp32", "onnxruntime only: the ONNX variant of each graph run in process, as export's "
           "--precision writes it: one precision for all (fp32) or graph=precision,... (audioldm_unet=int8-static)"),
 )
-TEXTGEN_PARAMETERS = STAGE_GRAPH_PARAMETERS  # caption and chatglm
+TEXTGEN_PARAMETERS = STAGE_GRAPH_PARAMETERS + (  # caption and chatglm
+    Param("max_active", int, 8, "requests decoding together, sharing each decode step (in-flight batching); 1 "
+          "decodes one request at a time"),
+    Param("max_waiting", int, 64, "requests waiting for a place; more are refused at once with UNAVAILABLE (503)"),
+)
 
 TEXT2MUSIC_PARAMETERS = STAGE_GRAPH_PARAMETERS + (
     Param("max_active", int, 8, "requests denoising together (in-flight batching); more wait their turn"),

@@ -9,9 +9,10 @@ import json
 import logging
 import time
 import threading
+from concurrent.futures import Future
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
@@ -138,6 +139,20 @@ def respond_later(requests, submit: Callable[[object, Responder], None], decoupl
             submit(request, respond)
         except Exception as exc:  # noqa: BLE001 - a bad request gets its own error response
             respond(None, exc)
+
+
+def answer_when_done(future: Future, respond: "Responder", outputs_of: Callable[[Any], Dict[str, np.ndarray]]) -> None:
+    """Answer a request from its in-flight engine's future, on whichever thread completes it: `outputs_of(result)`
+    is the response; the future's error, or one raised building the outputs, is the request's error response."""
+    def done(finished: Future) -> None:
+        try:
+            outputs = outputs_of(finished.result())
+        except Exception as exc:  # noqa: BLE001 - becomes this request's error response
+            respond(None, exc)
+            return
+        respond(outputs, None)
+
+    future.add_done_callback(done)
 
 
 def respond_from_pool(requests, pool: BoundedPool, handle: Callable[[object, Responder], Dict[str, np.ndarray]],

@@ -40,6 +40,7 @@ class LlamaEmbedsFeeds:
         self.embed = embed
         self.bos_token_id = bos_token_id
         self.batch_size = inputs_embeds.shape[0]
+        self.prompt_length = inputs_embeds.shape[1]
         self.generated = 0
 
     def prefill(self) -> Feeds:
@@ -103,6 +104,7 @@ class ChatGLMFeeds:
     def __init__(self, inputs: Feeds):
         self.inputs = inputs
         self.batch_size = inputs["input_ids"].shape[0]
+        self.prompt_length = inputs["input_ids"].shape[1]
         self.last_mask_row = inputs["attention_mask"][:, :, -1:, :]  # [batch, 1, 1, kv]
         self.last_position = inputs["position_ids"][:, :, -1:]  # [batch, 2, 1]
 

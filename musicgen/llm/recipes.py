@@ -1,15 +1,16 @@
 """Image → caption (MiniGPT4) → music prompt (ChatGLM) over exported graphs, with no deep-learning framework.
 
 Each recipe reads as the original application's steps and drives its graphs through `run_stage(name, feeds)
--> outputs` (local graphs in tests and benchmarks, BLS calls inside Triton) and its step graph through a raw
-call `run(feeds) -> (logits, new_key_values)` (by default the served graph through `run_stage`; in process,
-`musicgen.llm.step_session`) over a `KVCache` of its own per request, bounded by the prompt + `max_new_tokens`.
-Every token loop takes `keep_going` (cancellation) and refuses, with a 400 naming `max_new_tokens`, a budget
-past what the stage's cache is sized for (`max_context_tokens`). Everything a recipe needs
-besides the graphs lives in its asset folder, written by export: `caption/1/` and `chatglm/1/` hold the
-tokenizer, `CONFIG_FILE` (prompt template, generation parameters, KV-cache dims) and, for the caption, the
-image preprocessing constants. How a caption becomes ChatGLM's question, and its answer the music prompt, is
-the flow's business (musicgen_client.flow), not ChatGLM's.
+-> outputs` (local graphs in tests and benchmarks, BLS calls inside Triton) and its step graph through a
+`TokenDecoder`: alone (`generate` over the request's own KV cache) or, once `decoder.batched(limits)` made its
+in-flight engine (musicgen.llm.engine), sharing decode steps with concurrent requests — the same tokens either
+way. A recipe's `prepare` (prompt → a sequence's feeds) and its answer step are apart so that a served stage can
+hand the sequence to the engine and answer when its future completes. Every token loop takes `keep_going`
+(cancellation) and refuses, with a 400 naming `max_new_tokens`, a budget past what the stage's cache is sized for
+(`max_context_tokens`). Everything a recipe needs besides the graphs lives in its asset folder, written by export:
+`caption/1/` and `chatglm/1/` hold the tokenizer, `CONFIG_FILE` (prompt template, generation parameters, KV-cache
+dims) and, for the caption, the image preprocessing constants. How a caption becomes ChatGLM's question, and its
+answer the music prompt, is the flow's business (musicgen_client.flow), not ChatGLM's.
 """
 from __future__ import annotations
 
@@ -17,16 +18,18 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
 from musicgen_client import flow
 from musicgen_client import interface as api
 
+from ..audioldm.engine import EngineObserver
 from ..generation import FeedsBuilder, GenerationConfig, GenerationResult, KeepGoing, generate
 from ..protocol import InvalidRequestError
 from . import prompts
+from .engine import LLMEngine, LLMEngineLimits
 from .feeds import ChatGLMFeeds, KVShape, LlamaEmbedsFeeds, chatglm_prompt_inputs
 from .image import PREPROCESS_FILE, ImagePreprocessConfig, preprocess_image
 from .kv_cache import CachedStep, GraphRun, KVCache
@@ -72,18 +75,38 @@ class TextGenConfig:
                 f"{max(limit - prompt_tokens, 0)} after this {prompt_tokens}-token prompt (this model holds "
                 f"{limit} tokens of context)")
 
-    def decode(self, run: GraphRun, feeds: FeedsBuilder, prompt_tokens: int, generation: GenerationConfig,
-               keep_going: Optional[KeepGoing]) -> GenerationResult:
-        """`generate` over `run` with a fresh cache, bounded by what this request can write (budget checked)."""
-        self.check_budget(prompt_tokens, generation)
-        cache = KVCache(self.kv, feeds.batch_size, limit=prompt_tokens + generation.max_new_tokens)
-        return generate(CachedStep(run, cache), feeds, generation, keep_going)
-
     def save(self, folder: Path) -> None:
         values = {"prompt_template": self.prompt_template, "generation": self.generation.to_dict(),
                   "kv": vars(self.kv), "question": self.question, "max_input_tokens": self.max_input_tokens,
                   "max_context_tokens": self.max_context_tokens}
         (Path(folder) / CONFIG_FILE).write_text(json.dumps(values, indent=2))
+
+
+class TokenDecoder:
+    """A stage's step graph as its recipe decodes with it: `decoder(feeds, generation, keep_going)` runs a
+    prepared sequence alone over its own KV cache, or through the in-flight engine once `batched` made one."""
+
+    def __init__(self, run: GraphRun, name: str, config: TextGenConfig):
+        self.run = run
+        self.name = name
+        self.kv = config.kv
+        self.context_limit = config.max_context_tokens
+        self.engine: Optional[LLMEngine] = None
+
+    def batched(self, limits: LLMEngineLimits, observer: EngineObserver = EngineObserver()) -> LLMEngine:
+        """From now on decode through an in-flight engine of `limits.max_active` rows (the caller runs its loop:
+        `engine.start()` or `engine.step()`); `observer` gets its metrics."""
+        self.engine = LLMEngine(self.run, self.kv, limits, name=self.name, context_limit=self.context_limit,
+                                observer=observer)
+        return self.engine
+
+    def __call__(self, feeds: FeedsBuilder, generation: GenerationConfig,
+                 keep_going: Optional[KeepGoing] = None) -> GenerationResult:
+        if self.engine is not None:
+            return self.engine.generate(feeds, generation, keep_going)
+        # Alone, the cache is bounded by what this request can write (the budget was checked by `prepare`).
+        cache = KVCache(self.kv, rows=feeds.batch_size, limit=feeds.prompt_length + generation.max_new_tokens)
+        return generate(CachedStep(checked_step(self.run, self.name), cache), feeds, generation, keep_going)
 
 
 @dataclass
@@ -102,7 +125,8 @@ class CaptionRecipe:
         self.image_config = ImagePreprocessConfig.load(assets / PREPROCESS_FILE)
         self.tokenizer = SentencePieceTokenizer.load(assets / TOKENIZER_DIR)
         self.run_stage = run_stage
-        self.step = checked_step(step or served_step(run_stage, api.MINIGPT4_LLM_STEP), api.MINIGPT4_LLM_STEP)
+        self.decoder = TokenDecoder(step or served_step(run_stage, api.MINIGPT4_LLM_STEP), api.MINIGPT4_LLM_STEP,
+                                    self.config)
         first, second = prompts.split_prompt(self.config.question, self.config.prompt_template)
         # As MiniGPT4Processor: BOS before the text ahead of the image, none after it.
         self.first_ids = self.tokenizer.encode(first, add_special_tokens=True)
@@ -121,16 +145,22 @@ class CaptionRecipe:
         split = len(self.first_ids)
         return np.concatenate([text[:, :split], image_embeds, text[:, split:]], axis=1)
 
+    def prepare(self, image, generation: GenerationConfig) -> LlamaEmbedsFeeds:
+        """image → the sequence to decode (400 when the prompt and the token budget exceed the cache's bound)."""
+        pixel_values = preprocess_image(image, self.image_config)
+        inputs_embeds = self.prompt_embeds(pixel_values)
+        self.config.check_budget(inputs_embeds.shape[1], generation)
+        mask = np.ones(inputs_embeds.shape[:2], dtype=np.int64)
+        return LlamaEmbedsFeeds(inputs_embeds, mask, self.embed, self.tokenizer.bos_token_id)
+
+    def caption_of(self, result: GenerationResult) -> Caption:
+        answer = self.tokenizer.decode(result.row(0))  # the original keeps special tokens here
+        return Caption(prompts.caption_from_answer(answer), answer, result.row(0))
+
     def __call__(self, image, generation: Optional[GenerationConfig] = None,
                  keep_going: Optional[KeepGoing] = None) -> Caption:
         generation = generation or self.config.generation
-        pixel_values = preprocess_image(image, self.image_config)
-        inputs_embeds = self.prompt_embeds(pixel_values)
-        mask = np.ones(inputs_embeds.shape[:2], dtype=np.int64)
-        feeds = LlamaEmbedsFeeds(inputs_embeds, mask, self.embed, self.tokenizer.bos_token_id)
-        result = self.config.decode(self.step, feeds, inputs_embeds.shape[1], generation, keep_going)
-        answer = self.tokenizer.decode(result.row(0))  # the original keeps special tokens here
-        return Caption(prompts.caption_from_answer(answer), answer, result.row(0))
+        return self.caption_of(self.decoder(self.prepare(image, generation), generation, keep_going))
 
 
 @dataclass
@@ -155,7 +185,8 @@ class ChatGLMRecipe:
         assets = Path(assets)
         self.config = TextGenConfig.load(assets)
         self.tokenizer = SentencePieceTokenizer.load(assets / TOKENIZER_DIR)
-        self.step = checked_step(step or served_step(run_stage, api.CHATGLM_LLM_STEP), api.CHATGLM_LLM_STEP)
+        self.decoder = TokenDecoder(step or served_step(run_stage, api.CHATGLM_LLM_STEP), api.CHATGLM_LLM_STEP,
+                                    self.config)
 
     def prompt_ids(self, prompt: str) -> List[int]:
         ids = self.tokenizer.encode(prompt, add_special_tokens=False)
@@ -165,16 +196,24 @@ class ChatGLMRecipe:
             ids = ids[max(0, len(ids) - (limit - special)):]  # truncation_side="left"
         return self.tokenizer.with_special_tokens(ids)
 
-    def __call__(self, text: str, generation: Optional[GenerationConfig] = None,
-                 keep_going: Optional[KeepGoing] = None) -> GeneratedText:
-        generation = generation or self.config.generation
+    def prepare(self, text: str, generation: GenerationConfig) -> Tuple[str, ChatGLMFeeds]:
+        """text → (the prompt ChatGLM is asked, the sequence to decode); 400 past the cache's bound."""
         prompt = self.config.prompt_template.format(text)
         tok = self.tokenizer
         ids = self.prompt_ids(prompt)
+        self.config.check_budget(len(ids), generation)
         inputs = chatglm_prompt_inputs([ids], tok.bos_token_id, tok.mask_token_id, tok.gmask_token_id, tok.pad_token_id)
-        result = self.config.decode(self.step, ChatGLMFeeds(inputs), len(ids), generation, keep_going)
-        answer = tok.decode(result.row(0), skip_special_tokens=True).strip("\n")
+        return prompt, ChatGLMFeeds(inputs)
+
+    def text_of(self, prompt: str, result: GenerationResult) -> GeneratedText:
+        answer = self.tokenizer.decode(result.row(0), skip_special_tokens=True).strip("\n")
         return GeneratedText(answer, prompt, result.row(0))
+
+    def __call__(self, text: str, generation: Optional[GenerationConfig] = None,
+                 keep_going: Optional[KeepGoing] = None) -> GeneratedText:
+        generation = generation or self.config.generation
+        prompt, feeds = self.prepare(text, generation)
+        return self.text_of(prompt, self.decoder(feeds, generation, keep_going))
 
 
 class ImageToMusicPrompt:

@@ -30,10 +30,11 @@ LONG_MUSIC = {api.PROMPT: np.array([b"a long piece"], dtype=object),
 LONG_CHAT = {api.PROMPT: np.array([b"Describe a storm at sea"], dtype=object),
              api.MAX_NEW_TOKENS: np.array([2000], np.int32)}
 # The bounds of the copy: text2music 1 denoising + 1 waiting, image2music 1 worker + none waiting, the LLM
-# stages a Triton queue of 1 and no stop tokens (so that their answers are long).
+# stages 1 decoding + 1 waiting and no stop tokens (so that their answers are long).
 PARAMETERS = {api.TEXT2MUSIC: {"max_active": 1, "max_waiting": 1}, api.IMAGE2MUSIC: {"max_concurrent": 1,
-              "max_waiting": 0}}
-QUEUES = {api.CAPTION: 1, api.CHATGLM: 1}
+              "max_waiting": 0}, api.CAPTION: {"max_active": 1, "max_waiting": 1},
+              api.CHATGLM: {"max_active": 1, "max_waiting": 1}}
+LLM_STAGES = (api.CAPTION, api.CHATGLM)
 
 
 def _set_parameter(config: str, key: str, value) -> str:
@@ -48,16 +49,14 @@ def tight_copy(repository, out):
     for folder in repository.iterdir():
         if not (folder / "config.pbtxt").exists():
             continue
-        if folder.name not in PARAMETERS and folder.name not in QUEUES:
+        if folder.name not in PARAMETERS:
             (out / folder.name).symlink_to(folder.resolve())
             continue
         shutil.copytree(folder, out / folder.name, ignore=shutil.ignore_patterns("__pycache__"))
         config = (out / folder.name / "config.pbtxt").read_text()
         for key, value in PARAMETERS.get(folder.name, {}).items():
             config = _set_parameter(config, key, value)
-        if folder.name in QUEUES:
-            config, n = re.subn(r"max_queue_size: \d+", f"max_queue_size: {QUEUES[folder.name]}", config)
-            assert n == 1
+        if folder.name in LLM_STAGES:
             textgen = out / folder.name / "1" / "textgen.json"
             textgen.write_text(re.sub(r'"stop_token_ids": \[[^\]]*\]', '"stop_token_ids": []', textgen.read_text()))
             write_manifest(out / folder.name / "1")
@@ -160,13 +159,13 @@ def test_text2music_sheds_load_and_stops_at_the_request_s_deadline(server):
     infer(server, api.TEXT2MUSIC, {**LONG_MUSIC, api.NUM_INFERENCE_STEPS: np.array([2], np.int32)})  # free again
 
 
-def test_llm_stages_shed_load_through_triton_s_queue(server):
+def test_llm_stages_shed_load_at_their_engine_s_bound(server):
     load = Background()
-    for _ in range(2):  # one decoding (2000 tokens: ≈ 3 s here), one in Triton's queue of 1
+    for _ in range(2):  # one decoding (2000 tokens: ≈ 3 s here), one waiting in the engine's queue of 1
         load.send(server, api.CHATGLM, LONG_CHAT, "grpc", timeout=6_000_000)
     time.sleep(0.5)
     refused = refused_within_a_second(server, api.CHATGLM, {**LONG_CHAT, api.MAX_NEW_TOKENS: np.array([50], np.int32)})
-    assert "Exceeds maximum queue size" in refused.message()
+    assert "busy: 1 requests decoding and 1 waiting" in refused.message()
     for error, _ in load.join():
         assert error == "ok" or "deadline exceeded" in error.message()
 

@@ -1,10 +1,12 @@
 """The caption and chatglm models through a real tritonserver: both ways of reaching their graphs give the tokens
-of the in-process recipe, a request past the cache's context is a 400, and a cancelled request stops in the loop.
+of the in-process recipe, concurrent requests share decode steps and each gets the answer it gets alone, a request
+past the cache's context is a 400, and a cancelled request stops in the loop.
 """
 import json
 import re
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -72,8 +74,8 @@ def text_of(result, name):
     return result.as_numpy(name).reshape(-1)[0].decode("utf-8")
 
 
-def prompt_inputs(max_new_tokens=None):
-    arrays = {api.PROMPT: np.array([PROMPT.encode()], dtype=object)}
+def prompt_inputs(max_new_tokens=None, prompt=PROMPT):
+    arrays = {api.PROMPT: np.array([prompt.encode()], dtype=object)}
     if max_new_tokens is not None:
         arrays[api.MAX_NEW_TOKENS] = np.array([max_new_tokens], dtype=np.int32)
     return arrays
@@ -89,6 +91,41 @@ def test_both_ways_to_the_graphs_give_the_recipe_s_answers(repositories, servers
     served_caption = infer(servers[graphs], api.CAPTION, {api.IMAGE: np.array([png(5, (30, 90))], dtype=object)})
     assert text_of(served_caption, api.CAPTION) == caption.caption
     assert text_of(infer(servers[graphs], api.CHATGLM, prompt_inputs(24)), api.TEXT) == answer.text
+
+
+def shared_rows(server, model, step_graph):
+    """(decode steps, rows summed over them) the model's engine reported for its step graph."""
+    labels = {"model": model, "stage": step_graph}
+    return (metric_value(server, "musicgen_batch_size_count", **labels),
+            metric_value(server, "musicgen_batch_size_sum", **labels))
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_concurrent_requests_share_decode_steps_and_each_gets_its_answer_alone(servers, protocol):
+    """Four chatglm and three caption requests at once (other prompts, images and budgets): the stages' engines
+    decode them together (more than one row per step, on the metrics port), and each response equals the one the
+    same request gets alone."""
+    server = servers["in_process"]
+    requests = [(api.CHATGLM, api.TEXT, prompt_inputs(n, flow.music_prompt_request(caption)))
+                for n, caption in zip((24, 9, 30, 17), ("a cat", "two dogs at night", "rain", "an empty stadium"))]
+    requests += [(api.CAPTION, api.CAPTION, {api.IMAGE: np.array([png(seed)], dtype=object),
+                                             api.MAX_NEW_TOKENS: np.array([n], dtype=np.int32)})
+                 for seed, n in ((1, 20), (2, 12), (3, 26))]
+
+    def answer(request):
+        model, output, arrays = request
+        return text_of(infer(server, model, arrays, protocol), output)
+
+    alone = [answer(request) for request in requests]
+    before = {m: shared_rows(server, m, g) for m, g in ((api.CHATGLM, api.CHATGLM_LLM_STEP),
+                                                       (api.CAPTION, api.MINIGPT4_LLM_STEP))}
+    with ThreadPoolExecutor(len(requests)) as pool:
+        together = list(pool.map(answer, requests))
+    assert together == alone
+    assert len(set(alone[:4])) == 4 and len(set(alone[4:])) == 3
+    for model, step_graph in ((api.CHATGLM, api.CHATGLM_LLM_STEP), (api.CAPTION, api.MINIGPT4_LLM_STEP)):
+        steps, rows = (now - then for now, then in zip(shared_rows(server, model, step_graph), before[model]))
+        assert rows > steps > 0, f"{model}: {rows} rows in {steps} decode steps: no step was shared"
 
 
 def test_a_budget_past_the_cache_is_a_400_naming_the_field(servers):

@@ -17,7 +17,7 @@ TABLE[1, 4] = 1.5  # runner-up after 1
 
 
 class TableFeeds:
-    """A FeedsBuilder whose 'model input' is just each row's last token (the step keeps any cache itself)."""
+    """A FeedsBuilder whose 'model input' is just each row's last token."""
 
     def __init__(self, prompt):
         self.prompt = np.array(prompt, dtype=np.int64)

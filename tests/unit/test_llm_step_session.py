@@ -134,6 +134,7 @@ def test_a_request_decodes_over_a_cache_bounded_by_its_prompt_and_max_new_tokens
     import numpy as np
 
     from musicgen.llm.feeds import ChatGLMFeeds, chatglm_prompt_inputs
+    from musicgen.llm.recipes import TokenDecoder
 
     seen = []
 
@@ -144,7 +145,7 @@ def test_a_request_decodes_over_a_cache_bounded_by_its_prompt_and_max_new_tokens
 
     config = textgen(100)
     feeds = ChatGLMFeeds(chatglm_prompt_inputs([[10, 11, 5, 7, 12]], 7, 4, 5, 3))  # a 5-token prompt
-    result = config.decode(run, feeds, 5, config.generation_for(3), keep_going=None)
+    result = TokenDecoder(run, api.CHATGLM_LLM_STEP, config)(feeds, config.generation_for(3))
     assert result.token_ids.shape == (1, 3)
     # 8 slots (5 + 3) reserved from the prefill on (its 5 positions then written there), the mask over them
     assert seen == [(8, 13, 5), (8, 9, 1), (8, 9, 1)]
