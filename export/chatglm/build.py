@@ -26,6 +26,7 @@ from musicgen.llm.feeds import KVShape
 from musicgen.llm.recipes import TextGenConfig
 from musicgen_client import interface as api
 
+from ..precision import write_graph_variants
 from ..serving import Serving, export_components, write_stage
 from ..textgen import check_files, write_stage_assets
 from .components import COMPONENTS
@@ -75,5 +76,6 @@ def export_family(weights: Path, repository: Path, serving: Serving) -> None:
     weights = Path(weights).resolve()
     check_files(weights, REQUIRED_FILES, "ChatGLM save_pretrained")
     export_components("chatglm", COMPONENTS, weights, repository, serving)
+    write_graph_variants(COMPONENTS, weights, repository, serving.precisions)
     write_chatglm_assets(weights, repository)
     write_stage(repository, api.CHATGLM, serving)

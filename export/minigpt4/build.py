@@ -29,6 +29,7 @@ from musicgen.llm.recipes import TextGenConfig
 from musicgen_client import interface as api
 
 from ..core import ExportError
+from ..precision import write_graph_variants
 from ..serving import Serving, export_components, write_stage
 from ..textgen import check_files, write_stage_assets
 from .components import COMPONENTS, read_config
@@ -90,5 +91,6 @@ def export_family(weights: Path, repository: Path, serving: Serving) -> None:
     weights = Path(weights).resolve()
     check_files(weights, REQUIRED_FILES, "MiniGPT4 save_pretrained")
     export_components("minigpt4", COMPONENTS, weights, repository, serving)
+    write_graph_variants(COMPONENTS, weights, repository, serving.precisions)
     write_caption_assets(weights, repository)
     write_stage(repository, api.CAPTION, serving)

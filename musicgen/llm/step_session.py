@@ -57,7 +57,9 @@ class OrtStepSession(OnnxRunner):
             if isinstance(value, self._ort_value):
                 binding.bind_ortvalue_input(name, value)  # last step's present cache, where it was left
             else:
-                binding.bind_cpu_input(name, np.ascontiguousarray(value))
+                # In the graph's dtype: an fp16 graph's cache is fp16 (the empty prefill cache is cast, free at
+                # zero positions; every later past is the graph's own fp16 present).
+                binding.bind_cpu_input(name, self.as_input(name, value))
         logits_name, present_name = self.output_names
         binding.bind_output(logits_name, "cpu")
         binding.bind_output(present_name, self._cache_device, self._device_id)

@@ -39,7 +39,9 @@ def test_rejects_unknown_components_and_precisions(text, message):
 @pytest.mark.parametrize("argv,message", [
     (["audioldm", "--preset", "tiny", "--precision", "unet=int4"], "unknown precision 'int4'"),
     (["audioldm", "--preset", "tiny", "--precision", "int8-static", "--backend", "paddle"], "--backend onnxruntime"),
-    (["chatglm", "--preset", "tiny", "--precision", "int8-dynamic"], "chatglm has no precision variants"),
+    (["chatglm", "--preset", "tiny", "--precision", "int8-static"],
+     "chatglm_llm_step=int8-static: chatglm writes fp32, fp16, int8-dynamic"),
+    (["minigpt4", "--preset", "tiny", "--precision", "llm_step=fp16,unet=fp16"], "unknown component 'unet'"),
 ])
 def test_export_flag_fails_before_exporting(argv, message, capsys, tmp_path):
     with pytest.raises(SystemExit) as exit_info:

@@ -1,0 +1,178 @@
+"""fp16 and int8-dynamic variants of the LLM graphs: written beside fp32, the KV cache in the graph's precision,
+their error against fp32 in parity.json, and greedy tokens against the fp32 graphs and eager paddlenlp `generate`.
+
+Runs on a copy of the tiny LLM build's graphs and stages, so the shared repository stays fp32-only. Eager paddle in
+fp16 or bf16 does not run on this CPU (paddle 3.2.2 has no CPU fp16/bf16 `where` kernel): the eager comparison is
+against fp32 `generate`; benchmarks/gpu/llm_fp16_tokens.py compares eager fp16 with the fp16 graph on a GPU.
+"""
+import json
+import math
+import shutil
+
+import numpy as np
+import onnxruntime
+import pytest
+
+from export.chatglm.components import COMPONENTS as CHATGLM_COMPONENTS
+from export.minigpt4.components import COMPONENTS as MINIGPT4_COMPONENTS
+from export.precision import write_graph_variants
+from musicgen.llm.recipes import CaptionRecipe, ChatGLMRecipe, TextGenConfig
+from musicgen.manifest import write_manifest
+from musicgen.precision import is_kv_cache, onnx_file
+from musicgen.runtime import RuntimeOptions
+from musicgen.stage_graphs import InProcessGraphs
+from musicgen_client import flow
+from musicgen_client import interface as api
+from test_token_parity import LLM_GRAPHS, NEW_TOKENS, eager_caption, eager_music_prompt, png
+
+VARIANTS = ("fp16", "int8-dynamic")
+# fp16 against fp32 on the export's parity inputs, tiny presets: measured ≤ 2.5e-3 (logits) and ≤ 1.5e-3 (cache).
+FP16_TOLERANCE = 1e-2
+# ... and over 24 greedy decode steps, relative to each step's largest logit (the tiny caption model's logits are
+# small, ≈ 0.5): measured ≤ 1.5e-2.
+FP16_DECODE_TOLERANCE = 3e-2
+CAPTIONS = ["The image shows a cat on a marble table", "two dogs walk along the beach\nat night"]
+
+
+@pytest.fixture(scope="module")
+def variant_repository(llm_build, tmp_path_factory):
+    """The tiny LLM graphs and stages, with every graph's fp16 and int8-dynamic variants written as export does."""
+    repository = tmp_path_factory.mktemp("llm-variants")
+    for name in LLM_GRAPHS + [api.CAPTION, api.CHATGLM]:
+        shutil.copytree(llm_build.repository / name, repository / name, ignore=shutil.ignore_patterns("paddle"))
+    for precision in VARIANTS:
+        write_graph_variants(MINIGPT4_COMPONENTS, llm_build.minigpt4_weights, repository,
+                             {name: precision for name in MINIGPT4_COMPONENTS})
+        write_graph_variants(CHATGLM_COMPONENTS, llm_build.chatglm_weights, repository,
+                             {name: precision for name in CHATGLM_COMPONENTS})
+    for name in LLM_GRAPHS:
+        write_manifest(repository / name / "1")  # as export does last: the stages check their graphs' files
+    return repository
+
+
+def graphs_at(repository, precision):
+    return InProcessGraphs(repository, LLM_GRAPHS, RuntimeOptions(), {name: precision for name in LLM_GRAPHS})
+
+
+def recording(step, logits):
+    """`step`, keeping each step's logits (the decoding loop's scores before selection)."""
+    def run(feeds):
+        out, past = step(feeds)
+        logits.append(np.array(out, dtype=np.float32))
+        return out, past
+    return run
+
+
+def caption_run(repository, precision, image, generation):
+    graphs, logits = graphs_at(repository, precision), []
+    recipe = CaptionRecipe(repository / api.CAPTION / "1", graphs, recording(graphs.step(api.MINIGPT4_LLM_STEP), logits))
+    return recipe(image, generation).token_ids, logits
+
+
+def chatglm_run(repository, precision, prompt, generation):
+    graphs, logits = graphs_at(repository, precision), []
+    recipe = ChatGLMRecipe(repository / api.CHATGLM / "1", graphs, recording(graphs.step(api.CHATGLM_LLM_STEP), logits))
+    return recipe(prompt, generation).token_ids, logits
+
+
+def assert_close_logits(reference_logits, variant_logits):
+    """Every step's logits (same tokens, so the same contexts) within FP16_TOLERANCE of fp32's, relative."""
+    assert len(reference_logits) == len(variant_logits)
+    worst = max(np.abs(var - ref).max() / np.abs(ref).max() for ref, var in zip(reference_logits, variant_logits))
+    print(f"fp16 decode: worst step's logits relative error {worst:.3g}")
+    assert worst <= FP16_DECODE_TOLERANCE
+
+
+def first_difference(reference_ids, variant_ids):
+    """(index of the first differing token or None, the shorter length)."""
+    steps = min(len(reference_ids), len(variant_ids))
+    return next((i for i in range(steps) if reference_ids[i] != variant_ids[i]), None), steps
+
+
+def margin_and_error(reference_logits, variant_logits, step):
+    """At `step` (same context in both runs): how far fp32's pick leads its runner-up, and the variant's largest
+    logit error. A pick can flip only where the margin is at most twice the error."""
+    ref, var = reference_logits[step][0], variant_logits[step][0]
+    top2 = np.sort(ref)[-2:]
+    return float(top2[1] - top2[0]), float(np.abs(var - ref).max())
+
+
+def test_variants_sit_beside_fp32_with_the_cache_in_their_precision(variant_repository):
+    for name in LLM_GRAPHS:
+        folder = variant_repository / name / "1"
+        assert (folder / "model.onnx").exists()
+        for precision in VARIANTS:
+            session = onnxruntime.InferenceSession(str(folder / onnx_file(precision)), providers=["CPUExecutionProvider"])
+            for tensor, interface_name in interface_names(session, name):
+                cache_in_fp16 = precision == "fp16" and is_kv_cache(interface_name)
+                assert tensor.type in (("tensor(float16)",) if cache_in_fp16 else ("tensor(float)", "tensor(int64)"))
+    for name in (api.MINIGPT4_LLM_STEP, api.CHATGLM_LLM_STEP):
+        step = onnxruntime.InferenceSession(str(variant_repository / name / "1" / "model.fp16.onnx"))
+        fp16 = [interface for tensor, interface in interface_names(step, name) if tensor.type == "tensor(float16)"]
+        assert fp16 == [api.PAST_KEY_VALUES.name, api.PRESENT_KEY_VALUES.name]
+
+
+def interface_names(session, name):
+    """(graph tensor, its interface name): inputs by name, outputs by position (paddle2onnx's fetch_name_<i>)."""
+    spec = api.COMPONENTS_BY_NAME[name]
+    return [(t, t.name) for t in session.get_inputs()] + list(zip(session.get_outputs(), [t.name for t in spec.outputs]))
+
+
+def test_parity_report_has_each_variant_against_fp32(variant_repository):
+    for name in LLM_GRAPHS:
+        report = json.loads((variant_repository / name / "1" / "parity.json").read_text())
+        assert report["results"]  # the fp32 parity against eager is kept
+        for precision in VARIANTS:
+            rows = report["precision_variants"][precision]["component"]
+            outputs = {r["output"] for r in rows}
+            assert outputs == {t.name for t in api.COMPONENTS_BY_NAME[name].outputs}
+            assert all(0 < r["max_rel"] < math.inf for r in rows)  # really another graph, and finite
+            if precision == "fp16":
+                assert max(r["max_rel"] for r in rows) <= FP16_TOLERANCE, rows
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_fp16_caption_tokens_equal_fp32_and_eager(variant_repository, eager_minigpt4, seed):
+    config = TextGenConfig.load(variant_repository / api.CAPTION / "1").generation.updated(max_new_tokens=NEW_TOKENS)
+    image = png(seed)
+    fp32_ids, fp32_logits = caption_run(variant_repository, "fp32", image, config)
+    fp16_ids, fp16_logits = caption_run(variant_repository, "fp16", image, config)
+    eager_ids, _ = eager_caption(eager_minigpt4, image, NEW_TOKENS, config.stop_token_ids)
+    assert len(fp32_ids) >= 16 and fp32_ids == eager_ids
+    assert fp16_ids == fp32_ids
+    assert_close_logits(fp32_logits, fp16_logits)
+
+
+@pytest.mark.parametrize("caption", CAPTIONS)
+def test_fp16_chatglm_tokens_equal_fp32_and_eager(variant_repository, eager_chatglm, caption):
+    config = TextGenConfig.load(variant_repository / api.CHATGLM / "1").generation.updated(max_new_tokens=NEW_TOKENS)
+    prompt = flow.music_prompt_request(caption)
+    fp32_ids, fp32_logits = chatglm_run(variant_repository, "fp32", prompt, config)
+    fp16_ids, fp16_logits = chatglm_run(variant_repository, "fp16", prompt, config)
+    eager_ids, _ = eager_music_prompt(eager_chatglm, caption, NEW_TOKENS)
+    assert len(fp32_ids) >= 16 and fp32_ids == eager_ids
+    assert fp16_ids == fp32_ids
+    assert_close_logits(fp32_logits, fp16_logits)
+
+
+@pytest.mark.parametrize("case", ["caption-0", "caption-1"] + [f"chatglm-{i}" for i in range(len(CAPTIONS))])
+def test_int8_dynamic_tokens_differ_only_within_its_noise(variant_repository, case):
+    """int8 weights move the tiny models' logits by up to ~15 % (parity.json): greedy tokens agree with fp32 until
+    a step where fp32's top two are within twice int8's logit error, never before (export/LLM.md has the counts)."""
+    family, index = case.split("-")
+    if family == "caption":
+        config = TextGenConfig.load(variant_repository / api.CAPTION / "1").generation.updated(
+            max_new_tokens=NEW_TOKENS)
+        runs = [caption_run(variant_repository, p, png(int(index)), config) for p in ("fp32", "int8-dynamic")]
+    else:
+        config = TextGenConfig.load(variant_repository / api.CHATGLM / "1").generation.updated(
+            max_new_tokens=NEW_TOKENS)
+        prompt = flow.music_prompt_request(CAPTIONS[int(index)])
+        runs = [chatglm_run(variant_repository, p, prompt, config) for p in ("fp32", "int8-dynamic")]
+    (fp32_ids, fp32_logits), (int8_ids, int8_logits) = runs
+    differs_at, steps = first_difference(fp32_ids, int8_ids)
+    print(f"{case}: int8-dynamic agrees on {steps if differs_at is None else differs_at} of {steps} tokens")
+    if differs_at is not None:
+        margin, error = margin_and_error(fp32_logits, int8_logits, differs_at)
+        print(f"{case}: at token {differs_at} fp32's margin {margin:.3g}, int8's logit error {error:.3g}")
+        assert margin <= 2 * error
