@@ -13,13 +13,17 @@ import numpy as np
 import onnxruntime
 import pytest
 
+from cases import infer_raw  # tests/cases.py
 from export.chatglm.components import COMPONENTS as CHATGLM_COMPONENTS
+from export.core import parity_cases
 from export.minigpt4.components import COMPONENTS as MINIGPT4_COMPONENTS
 from export.precision import write_graph_variants
+from export.serving import Serving, write_stage
 from musicgen.llm.recipes import CaptionRecipe, ChatGLMRecipe, TextGenConfig
 from musicgen.manifest import write_manifest
 from musicgen.precision import is_kv_cache, onnx_file
-from musicgen.runtime import RuntimeOptions
+from musicgen.repository import write_model
+from musicgen.runtime import RuntimeOptions, open_graph
 from musicgen.stage_graphs import InProcessGraphs
 from musicgen_client import flow
 from musicgen_client import interface as api
@@ -176,3 +180,38 @@ def test_int8_dynamic_tokens_differ_only_within_its_noise(variant_repository, ca
         margin, error = margin_and_error(fp32_logits, int8_logits, differs_at)
         print(f"{case}: at token {differs_at} fp32's margin {margin:.3g}, int8's logit error {error:.3g}")
         assert margin <= 2 * error
+
+
+@pytest.mark.e2e
+def test_served_fp16_chatglm_stage_and_step_graph(variant_repository, llm_build, triton_server_factory, tmp_path):
+    """A real tritonserver serving the chatglm stage and its step-graph model as `--precision fp16` writes them:
+    the stage decodes in process with the fp16 graph (its cache fp16) and answers the fp16 recipe's text; the
+    step-graph model keeps the FP32 interface (its cache widened at the boundary) and gives the fp16 logits. The
+    fp32 graph is removed from the copy, so nothing else could answer."""
+    repository = tmp_path / "repo"
+    for name in (api.CHATGLM, api.CHATGLM_LLM_STEP):
+        shutil.copytree(variant_repository / name, repository / name)
+    (repository / api.CHATGLM_LLM_STEP / "1" / "model.onnx").unlink()  # only the fp16 graph can answer
+    serving = Serving(precisions={api.CHATGLM_LLM_STEP: "fp16"})
+    write_model(repository, serving.component_entry(api.COMPONENTS_BY_NAME[api.CHATGLM_LLM_STEP]))
+    write_stage(repository, api.CHATGLM, serving)
+    for name in (api.CHATGLM, api.CHATGLM_LLM_STEP):
+        write_manifest(repository / name / "1")
+    assert 'string_value: "chatglm_llm_step=fp16"' in (repository / api.CHATGLM / "config.pbtxt").read_text()
+    server = triton_server_factory(repository)
+
+    config = TextGenConfig.load(repository / api.CHATGLM / "1").generation.updated(max_new_tokens=NEW_TOKENS)
+    prompt = flow.music_prompt_request(CAPTIONS[0])
+    graphs = graphs_at(variant_repository, "fp16")
+    expected = ChatGLMRecipe(repository / api.CHATGLM / "1", graphs, graphs.step(api.CHATGLM_LLM_STEP))(prompt, config)
+    served = infer_raw(server, "http", api.CHATGLM, {api.PROMPT: np.array([prompt.encode()], dtype=object),
+                                                    api.MAX_NEW_TOKENS: np.array([NEW_TOKENS], dtype=np.int32)})
+    assert served.as_numpy(api.TEXT).reshape(-1)[0].decode() == expected.text
+
+    feeds = parity_cases(CHATGLM_COMPONENTS[api.CHATGLM_LLM_STEP], llm_build.chatglm_weights)["decode"]
+    step = infer_raw(server, "http", api.CHATGLM_LLM_STEP, feeds)
+    local = open_graph(variant_repository / api.CHATGLM_LLM_STEP / "1", RuntimeOptions(precision="fp16")).run(feeds)
+    for spec, want in zip(api.COMPONENTS_BY_NAME[api.CHATGLM_LLM_STEP].outputs, local):
+        got = step.as_numpy(spec.name)
+        assert got.dtype == np.float32
+        np.testing.assert_array_equal(got, want)
