@@ -11,7 +11,7 @@ Taskflow uses for `THUDM/chatglm-6b` (`$PPNLP_HOME/models/THUDM/chatglm-6b/`, PP
 
 Written (each folder with its config.pbtxt; version folder `1/`):
 
-    <repo>/chatglm_llm_step/1/   model.onnx, paddle/, parity.json
+    <repo>/chatglm_llm_step/1/   model.onnx, paddle/, parity.json (+ model.<precision>.onnx with --precision)
     <repo>/chatglm/1/            model.py, tokenizer/, textgen.json (generation parameters)
 """
 from __future__ import annotations

@@ -14,6 +14,7 @@ Written (each folder with its config.pbtxt; version folder `1/`):
     <repo>/minigpt4_image_encoder/1/  model.onnx, paddle/, parity.json, image_preprocess.json
     <repo>/minigpt4_embed_tokens/1/   model.onnx, paddle/, parity.json
     <repo>/minigpt4_llm_step/1/       model.onnx, paddle/, parity.json
+    (each graph folder: + model.<precision>.onnx with --precision, export/LLM.md "Precision variants")
     <repo>/caption/1/                 model.py, tokenizer/, textgen.json (prompt, generation), image_preprocess.json
 """
 from __future__ import annotations
