@@ -17,7 +17,7 @@ bf16 is not offered: onnxruntime's x86 CPU provider has no bf16 kernels (benchma
 build machine's CPU has no AVX-512-BF16 for paddle's oneDNN bf16 (export/LLM.md).
 
 AudioLDM judges its variants on the waveform (export/audioldm/precision.py); the LLM graphs on their own outputs
-against fp32 (`write_graph_variants`) and on greedy tokens (tests/llm/test_precision_variants.py).
+against fp32 (`write_graph_variants`) and on greedy tokens (tests/llm/test_llm_precision.py).
 
 paddle2onnx stores weights as Constant nodes, which the quantizers take for activations; onnxruntime's own
 `quant_pre_process` (shape inference plus its basic graph optimiser) turns them into initializers first.

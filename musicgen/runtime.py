@@ -138,8 +138,7 @@ def open_graph(version_dir: Path, options: RuntimeOptions, check_manifest: bool 
     do) checks its files against the folder's manifest first (`verify_graph`). Export, which writes the
     manifest last, does not."""
     version_dir = Path(version_dir)
-    if options.precision not in PRECISIONS or (options.backend == "paddle" and options.precision != FP32):
-        raise ValueError(f"precision {options.precision!r}: onnxruntime takes {', '.join(PRECISIONS)}, paddle {FP32}")
+    check_precision(options)
     if options.cuda_graphs and (options.device != "gpu" or options.backend != "onnxruntime"):
         raise ValueError(f"cuda_graphs: onnxruntime on device gpu only, not {options.backend} on {options.device}")
     name = version_dir.parent.name
@@ -162,6 +161,12 @@ def open_graph(version_dir: Path, options: RuntimeOptions, check_manifest: bool 
     logger.info("loaded %s %s graph from %s (inputs %s)", options.backend, options.precision, version_dir,
                 runner.input_names)
     return runner
+
+
+def check_precision(options: RuntimeOptions) -> None:
+    """A precision the chosen runtime has graphs for: the ONNX variants, or fp32 (the only Paddle graph)."""
+    if options.precision not in PRECISIONS or (options.backend == "paddle" and options.precision != FP32):
+        raise ValueError(f"precision {options.precision!r}: onnxruntime takes {', '.join(PRECISIONS)}, paddle {FP32}")
 
 
 def replayable(name: str) -> bool:

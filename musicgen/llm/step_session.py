@@ -30,7 +30,7 @@ from musicgen_client import interface as api
 from ..generation import StepFn
 from ..protocol import check_finite
 from ..precision import onnx_file
-from ..runtime import PADDLE_DIR, OnnxRunner, PaddleRunner, RuntimeOptions, open_graph
+from ..runtime import PADDLE_DIR, OnnxRunner, PaddleRunner, RuntimeOptions, check_precision, open_graph
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +92,7 @@ class PaddleStepSession(PaddleRunner):
 def open_step_session(version_dir: Path, options: RuntimeOptions) -> StepFn:
     """A step graph's version folder, loaded in the chosen format as a `StepFn` with a runtime-owned cache."""
     version_dir = Path(version_dir)
+    check_precision(options)  # the Paddle graph is fp32 only: a variant asked of it fails the load, not ignored
     if options.backend == "onnxruntime":
         session: Any = OrtStepSession(version_dir / onnx_file(options.precision), options)
     elif options.backend == "paddle":
