@@ -145,10 +145,11 @@ def _omit_empty_resize_scales(model) -> None:
 
 
 def write_graph_variants(components: Dict[str, Component], weights: Path, repository: Path,
-                         precisions: Dict[str, str]) -> None:
+                         precisions: Dict[str, str], stage: Optional[str] = None) -> None:
     """Write every requested variant ({graph: precision}) of an exported family whose graphs are judged on their
     own outputs (the LLMs): each against the fp32 graph on the inputs export checked fp32 on, into its
-    parity.json."""
+    parity.json. With `stage` (its assets written), also the greedy tokens of one stage request over the chosen
+    variants against fp32 (export.token_agreement), into each variant's report."""
     for name, precision in precisions.items():
         version_dir = Path(repository) / name / "1"
         if precision == "int8-static":
@@ -163,6 +164,17 @@ def write_graph_variants(components: Dict[str, Component], weights: Path, reposi
         add_variant_report(version_dir, precision, {"file": path.name, "component": rows})
         logger.info("%s %s against fp32: %s", name, precision,
                     ", ".join(f"{r['case']}/{r['output']} rel {r['max_rel']:.3g}" for r in rows))
+    if stage and precisions:
+        from .token_agreement import compare_tokens, decode, stage_request
+
+        request = stage_request(stage)
+        tokens = compare_tokens(decode(repository, stage, request, {}), decode(repository, stage, request, precisions))
+        logger.info("%s greedy tokens with %s: %d of %d as fp32%s", stage, precisions, tokens["agree"],
+                    tokens["new_tokens"], f", then {tokens['difference']}" if tokens["difference"] else "")
+        for name, precision in precisions.items():
+            report = json.loads((Path(repository) / name / "1" / PARITY_FILE).read_text())["precision_variants"]
+            add_variant_report(Path(repository) / name / "1", precision,
+                               report[precision] | {"greedy_tokens": {"stage": stage, "precisions": precisions, **tokens}})
 
 
 def add_variant_report(version_dir: Path, precision: str, report: dict) -> None:

@@ -19,59 +19,22 @@ import io
 import logging
 import sys
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import List, Optional
 
-import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "client")]
 
-from musicgen.llm.recipes import CaptionRecipe, ChatGLMRecipe, TextGenConfig  # noqa: E402
+from export.token_agreement import compare_tokens, decode, random_image  # noqa: E402
+from musicgen.llm.recipes import TextGenConfig  # noqa: E402
 from musicgen.runtime import RuntimeOptions  # noqa: E402
-from musicgen.stage_graphs import InProcessGraphs  # noqa: E402
 from musicgen_client import flow  # noqa: E402
 from musicgen_client import interface as api  # noqa: E402
 
 logger = logging.getLogger("llm_fp16_tokens")
 GRAPHS = [c.name for c in api.MINIGPT4_COMPONENTS + api.CHATGLM_COMPONENTS]
+FP16 = dict.fromkeys(GRAPHS, "fp16")
 CAPTIONS = ["The image shows a cat on a marble table", "two dogs walk along the beach at night"]
-
-
-def test_image(seed: int) -> bytes:
-    from PIL import Image
-
-    out = io.BytesIO()
-    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(out, format="PNG")
-    return out.getvalue()
-
-
-def decode(repository: Path, device: str, precision: str, stage: str, request, new_tokens: int):
-    """(token ids, each step's logits) of one stage request over the graphs at `precision` on `device`."""
-    graphs = InProcessGraphs(repository, GRAPHS, RuntimeOptions(device=device), dict.fromkeys(GRAPHS, precision))
-    step_name = api.MINIGPT4_LLM_STEP if stage == api.CAPTION else api.CHATGLM_LLM_STEP
-    step, logits = graphs.step(step_name), []
-
-    def recording(feeds):
-        out, past = step(feeds)
-        logits.append(np.array(out, dtype=np.float32))
-        return out, past
-
-    recipe_type = CaptionRecipe if stage == api.CAPTION else ChatGLMRecipe
-    recipe = recipe_type(repository / stage / "1", graphs, recording)
-    config = TextGenConfig.load(repository / stage / "1").generation.updated(max_new_tokens=new_tokens)
-    return list(recipe(request, config).token_ids), logits
-
-
-def compare(reference: Tuple[List[int], list], variant: Tuple[List[int], list]) -> Tuple[int, Optional[str], bool]:
-    """(tokens agreeing before the first difference, what the difference looks like, whether it is noise)."""
-    (ref_ids, ref_logits), (var_ids, var_logits) = reference, variant
-    steps = min(len(ref_ids), len(var_ids))
-    differs = next((i for i in range(steps) if ref_ids[i] != var_ids[i]), None)
-    if differs is None:
-        return steps, None, True
-    top2 = np.sort(ref_logits[differs][0])[-2:]
-    margin, error = float(top2[1] - top2[0]), float(np.abs(var_logits[differs] - ref_logits[differs]).max())
-    return differs, f"fp32 margin {margin:.3g}, fp16 logit error {error:.3g}", margin <= 2 * error
 
 
 def eager_fp16(build: Path, preset: str, stage: str, request, new_tokens: int) -> Optional[List[int]]:
@@ -117,16 +80,17 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     repository = args.build / "model_repository"
-    requests = [(api.CAPTION, test_image(seed)) for seed in (0, 1)]
+    requests = [(api.CAPTION, random_image(seed)) for seed in (0, 1)]
     requests += [(api.CHATGLM, flow.music_prompt_request(caption)) for caption in CAPTIONS]
     all_noise = True
     for i, (stage, request) in enumerate(requests):
-        reference = decode(repository, "cpu", "fp32", stage, request, args.new_tokens)
-        gpu = decode(repository, "gpu", "fp16", stage, request, args.new_tokens)
-        agreed, difference, noise = compare(reference, gpu)
-        all_noise &= noise
-        print(f"{stage}[{i}] fp16 CUDA vs fp32 CPU: {agreed} of {len(reference[0])} tokens agree"
-              + (f"; then {difference}{'' if noise else ' (NOT within fp16 noise)'}" if difference else ""))
+        reference = decode(repository, stage, request, {}, args.new_tokens)  # fp32 on the CPU provider
+        gpu = decode(repository, stage, request, FP16, args.new_tokens, RuntimeOptions(device="gpu"))
+        tokens = compare_tokens(reference, gpu)
+        difference = tokens["difference"]
+        all_noise &= difference is None or difference["within_noise"]
+        print(f"{stage}[{i}] fp16 CUDA vs fp32 CPU: {tokens['agree']} of {tokens['new_tokens']} tokens agree"
+              + (f"; then {difference}" if difference else ""))
         eager = eager_fp16(args.build, args.preset, stage, request, args.new_tokens)
         if eager is not None:
             same = next((j for j, (a, b) in enumerate(zip(eager, gpu[0])) if a != b), min(len(eager), len(gpu[0])))

@@ -76,6 +76,6 @@ def export_family(weights: Path, repository: Path, serving: Serving) -> None:
     weights = Path(weights).resolve()
     check_files(weights, REQUIRED_FILES, "ChatGLM save_pretrained")
     export_components("chatglm", COMPONENTS, weights, repository, serving)
-    write_graph_variants(COMPONENTS, weights, repository, serving.precisions)
     write_chatglm_assets(weights, repository)
+    write_graph_variants(COMPONENTS, weights, repository, serving.precisions, stage=api.CHATGLM)
     write_stage(repository, api.CHATGLM, serving)

@@ -92,6 +92,6 @@ def export_family(weights: Path, repository: Path, serving: Serving) -> None:
     weights = Path(weights).resolve()
     check_files(weights, REQUIRED_FILES, "MiniGPT4 save_pretrained")
     export_components("minigpt4", COMPONENTS, weights, repository, serving)
-    write_graph_variants(COMPONENTS, weights, repository, serving.precisions)
     write_caption_assets(weights, repository)
+    write_graph_variants(COMPONENTS, weights, repository, serving.precisions, stage=api.CAPTION)
     write_stage(repository, api.CAPTION, serving)

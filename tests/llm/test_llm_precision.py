@@ -19,7 +19,8 @@ from export.core import parity_cases
 from export.minigpt4.components import COMPONENTS as MINIGPT4_COMPONENTS
 from export.precision import write_graph_variants
 from export.serving import Serving, write_stage
-from musicgen.llm.recipes import CaptionRecipe, ChatGLMRecipe, TextGenConfig
+from export.token_agreement import NEW_TOKENS as TOKEN_CHECK_LENGTH, compare_tokens, decode
+from musicgen.llm.recipes import ChatGLMRecipe, TextGenConfig
 from musicgen.manifest import write_manifest
 from musicgen.precision import is_kv_cache, onnx_file
 from musicgen.repository import write_model
@@ -46,9 +47,9 @@ def variant_repository(llm_build, tmp_path_factory):
         shutil.copytree(llm_build.repository / name, repository / name, ignore=shutil.ignore_patterns("paddle"))
     for precision in VARIANTS:
         write_graph_variants(MINIGPT4_COMPONENTS, llm_build.minigpt4_weights, repository,
-                             {name: precision for name in MINIGPT4_COMPONENTS})
+                             at(precision, MINIGPT4_COMPONENTS), stage=api.CAPTION)
         write_graph_variants(CHATGLM_COMPONENTS, llm_build.chatglm_weights, repository,
-                             {name: precision for name in CHATGLM_COMPONENTS})
+                             at(precision, CHATGLM_COMPONENTS), stage=api.CHATGLM)
     for name in LLM_GRAPHS:
         write_manifest(repository / name / "1")  # as export does last: the stages check their graphs' files
     return repository
@@ -58,47 +59,17 @@ def graphs_at(repository, precision):
     return InProcessGraphs(repository, LLM_GRAPHS, RuntimeOptions(), {name: precision for name in LLM_GRAPHS})
 
 
-def recording(step, logits):
-    """`step`, keeping each step's logits (the decoding loop's scores before selection)."""
-    def run(feeds):
-        out, past = step(feeds)
-        logits.append(np.array(out, dtype=np.float32))
-        return out, past
-    return run
-
-
-def caption_run(repository, precision, image, generation):
-    graphs, logits = graphs_at(repository, precision), []
-    recipe = CaptionRecipe(repository / api.CAPTION / "1", graphs, recording(graphs.step(api.MINIGPT4_LLM_STEP), logits))
-    return recipe(image, generation).token_ids, logits
-
-
-def chatglm_run(repository, precision, prompt, generation):
-    graphs, logits = graphs_at(repository, precision), []
-    recipe = ChatGLMRecipe(repository / api.CHATGLM / "1", graphs, recording(graphs.step(api.CHATGLM_LLM_STEP), logits))
-    return recipe(prompt, generation).token_ids, logits
+def at(precision, components):
+    return {name: precision for name in components}
 
 
 def assert_close_logits(reference_logits, variant_logits):
-    """Every step's logits (same tokens, so the same contexts) within FP16_TOLERANCE of fp32's, relative."""
+    """Every step's logits (same tokens, so the same contexts) within FP16_DECODE_TOLERANCE of fp32's, relative to
+    the step's largest."""
     assert len(reference_logits) == len(variant_logits)
     worst = max(np.abs(var - ref).max() / np.abs(ref).max() for ref, var in zip(reference_logits, variant_logits))
     print(f"fp16 decode: worst step's logits relative error {worst:.3g}")
     assert worst <= FP16_DECODE_TOLERANCE
-
-
-def first_difference(reference_ids, variant_ids):
-    """(index of the first differing token or None, the shorter length)."""
-    steps = min(len(reference_ids), len(variant_ids))
-    return next((i for i in range(steps) if reference_ids[i] != variant_ids[i]), None), steps
-
-
-def margin_and_error(reference_logits, variant_logits, step):
-    """At `step` (same context in both runs): how far fp32's pick leads its runner-up, and the variant's largest
-    logit error. A pick can flip only where the margin is at most twice the error."""
-    ref, var = reference_logits[step][0], variant_logits[step][0]
-    top2 = np.sort(ref)[-2:]
-    return float(top2[1] - top2[0]), float(np.abs(var - ref).max())
 
 
 def test_variants_sit_beside_fp32_with_the_cache_in_their_precision(variant_repository):
@@ -131,17 +102,22 @@ def test_parity_report_has_each_variant_against_fp32(variant_repository):
             outputs = {r["output"] for r in rows}
             assert outputs == {t.name for t in api.COMPONENTS_BY_NAME[name].outputs}
             assert all(0 < r["max_rel"] < math.inf for r in rows)  # really another graph, and finite
+            tokens = report["precision_variants"][precision]["greedy_tokens"]  # the export's own stage request
+            assert tokens["stage"] in (api.CAPTION, api.CHATGLM) and tokens["new_tokens"] == TOKEN_CHECK_LENGTH
             if precision == "fp16":
                 assert max(r["max_rel"] for r in rows) <= FP16_TOLERANCE, rows
+                assert tokens["agree"] == tokens["new_tokens"] and tokens["difference"] is None
+            else:
+                assert tokens["difference"] is None or tokens["difference"]["within_noise"]
 
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_fp16_caption_tokens_equal_fp32_and_eager(variant_repository, eager_minigpt4, seed):
-    config = TextGenConfig.load(variant_repository / api.CAPTION / "1").generation.updated(max_new_tokens=NEW_TOKENS)
     image = png(seed)
-    fp32_ids, fp32_logits = caption_run(variant_repository, "fp32", image, config)
-    fp16_ids, fp16_logits = caption_run(variant_repository, "fp16", image, config)
-    eager_ids, _ = eager_caption(eager_minigpt4, image, NEW_TOKENS, config.stop_token_ids)
+    fp32_ids, fp32_logits = decode(variant_repository, api.CAPTION, image, {}, NEW_TOKENS)
+    fp16_ids, fp16_logits = decode(variant_repository, api.CAPTION, image, at("fp16", MINIGPT4_COMPONENTS), NEW_TOKENS)
+    stops = TextGenConfig.load(variant_repository / api.CAPTION / "1").generation.stop_token_ids
+    eager_ids, _ = eager_caption(eager_minigpt4, image, NEW_TOKENS, stops)
     assert len(fp32_ids) >= 16 and fp32_ids == eager_ids
     assert fp16_ids == fp32_ids
     assert_close_logits(fp32_logits, fp16_logits)
@@ -149,10 +125,9 @@ def test_fp16_caption_tokens_equal_fp32_and_eager(variant_repository, eager_mini
 
 @pytest.mark.parametrize("caption", CAPTIONS)
 def test_fp16_chatglm_tokens_equal_fp32_and_eager(variant_repository, eager_chatglm, caption):
-    config = TextGenConfig.load(variant_repository / api.CHATGLM / "1").generation.updated(max_new_tokens=NEW_TOKENS)
     prompt = flow.music_prompt_request(caption)
-    fp32_ids, fp32_logits = chatglm_run(variant_repository, "fp32", prompt, config)
-    fp16_ids, fp16_logits = chatglm_run(variant_repository, "fp16", prompt, config)
+    fp32_ids, fp32_logits = decode(variant_repository, api.CHATGLM, prompt, {}, NEW_TOKENS)
+    fp16_ids, fp16_logits = decode(variant_repository, api.CHATGLM, prompt, at("fp16", CHATGLM_COMPONENTS), NEW_TOKENS)
     eager_ids, _ = eager_music_prompt(eager_chatglm, caption, NEW_TOKENS)
     assert len(fp32_ids) >= 16 and fp32_ids == eager_ids
     assert fp16_ids == fp32_ids
@@ -161,25 +136,16 @@ def test_fp16_chatglm_tokens_equal_fp32_and_eager(variant_repository, eager_chat
 
 @pytest.mark.parametrize("case", ["caption-0", "caption-1"] + [f"chatglm-{i}" for i in range(len(CAPTIONS))])
 def test_int8_dynamic_tokens_differ_only_within_its_noise(variant_repository, case):
-    """int8 weights move the tiny models' logits by up to ~15 % (parity.json): greedy tokens agree with fp32 until
-    a step where fp32's top two are within twice int8's logit error, never before (export/LLM.md has the counts)."""
+    """int8 weights move the tiny models' logits by about their own size (parity.json): greedy tokens agree with
+    fp32 until a step where fp32's top two are within twice int8's logit error, never before (export/LLM.md has
+    the counts)."""
     family, index = case.split("-")
-    if family == "caption":
-        config = TextGenConfig.load(variant_repository / api.CAPTION / "1").generation.updated(
-            max_new_tokens=NEW_TOKENS)
-        runs = [caption_run(variant_repository, p, png(int(index)), config) for p in ("fp32", "int8-dynamic")]
-    else:
-        config = TextGenConfig.load(variant_repository / api.CHATGLM / "1").generation.updated(
-            max_new_tokens=NEW_TOKENS)
-        prompt = flow.music_prompt_request(CAPTIONS[int(index)])
-        runs = [chatglm_run(variant_repository, p, prompt, config) for p in ("fp32", "int8-dynamic")]
-    (fp32_ids, fp32_logits), (int8_ids, int8_logits) = runs
-    differs_at, steps = first_difference(fp32_ids, int8_ids)
-    print(f"{case}: int8-dynamic agrees on {steps if differs_at is None else differs_at} of {steps} tokens")
-    if differs_at is not None:
-        margin, error = margin_and_error(fp32_logits, int8_logits, differs_at)
-        print(f"{case}: at token {differs_at} fp32's margin {margin:.3g}, int8's logit error {error:.3g}")
-        assert margin <= 2 * error
+    stage, components = (api.CAPTION, MINIGPT4_COMPONENTS) if family == "caption" else (api.CHATGLM, CHATGLM_COMPONENTS)
+    request = png(int(index)) if family == "caption" else flow.music_prompt_request(CAPTIONS[int(index)])
+    tokens = compare_tokens(decode(variant_repository, stage, request, {}, NEW_TOKENS),
+                            decode(variant_repository, stage, request, at("int8-dynamic", components), NEW_TOKENS))
+    print(f"{case}: int8-dynamic agrees on {tokens['agree']} of {tokens['new_tokens']} tokens, then {tokens['difference']}")
+    assert tokens["difference"] is None or tokens["difference"]["within_noise"]
 
 
 @pytest.mark.e2e
