@@ -2,6 +2,8 @@
 
     python benchmarks/llm_decode.py --build build/llm-test --new-tokens 64 --contexts 64 512 2048 \
         --out benchmarks/results/llm-decode-cpu-tiny.md
+    python benchmarks/llm_decode.py --build build/llm-wide --preset wide --llms chatglm --ways in_process \
+        --backends onnxruntime --precisions fp32 fp16 int8-dynamic --out benchmarks/results/llm-precision-cpu-chatglm-wide.md
 
 `--build` is a folder laid out as tests/llm builds it (`model_repository/` with the minigpt4 and chatglm graphs and
 stages, `weights/minigpt4-<preset>`, `weights/chatglm-<preset>`). Same weights, prompt and settings everywhere:
@@ -10,6 +12,8 @@ greedy (ChatGLM's top_k 1 sampling), no stop token, so every run makes exactly t
 - eager: paddlenlp `generate` as the original application calls it (float32, as exported);
 - in_process/<backend>: the stage recipe, its step graph in process reading the stage's KV cache buffers in place
   (the served default);
+- in_process/onnxruntime/<precision>, with `--precisions`: the same on the graphs' ONNX variants (export
+  `--precision`); `tokens = fp32` counts the leading tokens equal to the fp32 in-process run's;
 - numpy/<backend>: the same recipe with the cache buffers handed to the graph runner as numpy feeds each step (the
   served-graph path, without Triton's shared memory);
 - served/graphs=<mode>: the `caption` and `chatglm` models through a real tritonserver (HTTP), their `graphs`
@@ -55,7 +59,9 @@ from musicgen.llm.engine import LLMEngineLimits  # noqa: E402
 from musicgen.llm.feeds import ChatGLMFeeds, LlamaEmbedsFeeds, chatglm_prompt_inputs  # noqa: E402
 from musicgen.llm.kv_cache import CachedStep, KVCache  # noqa: E402
 from musicgen.llm.recipes import CaptionRecipe, ChatGLMRecipe  # noqa: E402
+from musicgen.llm.step_session import cache_dtype  # noqa: E402
 from musicgen.manifest import write_manifest  # noqa: E402
+from musicgen.precision import FP32, PRECISIONS  # noqa: E402
 from musicgen.stage_graphs import InProcessGraphs, ServedGraphs  # noqa: E402
 from musicgen.runtime import RuntimeOptions, local_stage_runner  # noqa: E402
 from musicgen_client import flow  # noqa: E402
@@ -310,8 +316,8 @@ def per_token_ms(repository: Path, graphs, llm: str, context: int, steps: int, b
     """Decode step time after a prefill of `context` positions: min and median over `steps` (first one dropped:
     it grows the cache by a chunk), the cache as the recipes keep it (`KVCache`, chunked growth)."""
     feeds, kv = context_feeds(repository, graphs, llm, context, batch)
-    step = CachedStep(graphs.step(api.MINIGPT4_LLM_STEP if llm == api.CAPTION else api.CHATGLM_LLM_STEP),
-                      KVCache(kv, batch, limit=context + steps + 1))
+    run = graphs.step(api.MINIGPT4_LLM_STEP if llm == api.CAPTION else api.CHATGLM_LLM_STEP)
+    step = CachedStep(run, KVCache(kv, batch, limit=context + steps + 1, dtype=cache_dtype(run)))
     logits = step(feeds.prefill())
     times = []
     for _ in range(steps):
@@ -331,10 +337,10 @@ def report(args, rows: List[dict], context_rows: List[dict], inflight_rows: List
         + f"in-process threads {args.threads or 'default'}. Shared, noisy 2-core machine.",
     ]
     if rows:
-        lines += ["", "| stage | way | prefill ms (1-token request) | decode tokens/s | request s |",
-                  "|---|---|---|---|---|"]
-        lines += [f"| {r['llm']} | {r['way']} | {r['prefill_ms']:.1f} | {r['decode_tok_s']:.0f} | {r['total_s']:.3f} |"
-                  for r in rows]
+        lines += ["", f"| stage | way | prefill ms (1-token request) | decode tokens/s | request s | tokens = fp32 (of "
+                  f"{args.new_tokens}) |", "|---|---|---|---|---|---|"]
+        lines += [f"| {r['llm']} | {r['way']} | {r['prefill_ms']:.1f} | {r['decode_tok_s']:.0f} | {r['total_s']:.3f} | "
+                  f"{r.get('tokens_as_fp32', '')} |" for r in rows]
     if context_rows:
         contexts = sorted({r["context"] for r in context_rows})
         lines += ["", f"Decode step time, ms, min / median of {args.steps - 1} steps, after a prefill of C positions "
@@ -373,6 +379,9 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=16, help="decode steps timed per context")
     parser.add_argument("--batches", nargs="*", type=int, default=[1, 4],
                         help="batch sizes of the decode step, at the first context (would token-level batching pay?)")
+    parser.add_argument("--precisions", nargs="+", default=[FP32], choices=PRECISIONS,
+                        help="onnxruntime: the graphs' ONNX variants to run in process and numpy (exported with "
+                        "--precision); fp32 always runs first, as the tokens' reference")
     parser.add_argument("--threads", type=int, default=0,
                         help="intra-op threads of the in-process graphs (the served in_process stages' too); "
                         "0: the runtime's choice")
@@ -387,17 +396,25 @@ def main(argv=None) -> int:
     repository = args.build / "model_repository"
     rows, context_rows, inflight_rows = [], [], []
 
-    def record(way: str, runs: Dict[str, Callable[[int], object]]) -> None:
+    fp32_tokens: Dict[str, List[int]] = {}  # per LLM, the first fp32 graph run's: what the variants are held to
+
+    def record(way: str, runs: Dict[str, Callable[[int], object]], precision: str = "") -> None:
         for llm, run in runs.items():
             rows.append({"llm": llm, "way": way, **speeds(run, args.new_tokens, args.repeats)})
+            if precision:
+                ids = list(run(args.new_tokens).token_ids)
+                reference = fp32_tokens.setdefault(llm, ids) if precision == FP32 else fp32_tokens[llm]
+                rows[-1]["tokens_as_fp32"] = next((i for i, (a, b) in enumerate(zip(reference, ids)) if a != b),
+                                                  min(len(reference), len(ids)))
             logger.info("%s", json.dumps(rows[-1]))
 
     if "eager" in args.ways:
         record("eager", eager_runs(args.build, args.preset, args.llms))
     names = [name for llm in args.llms for name in LLMS[llm]]
-    for backend in args.backends:
-        options = RuntimeOptions(backend=backend, threads=args.threads)
-        ways = {"in_process": lambda: InProcessGraphs(repository, names, options),
+    variants = [FP32] + [p for p in args.precisions if p != FP32]
+    for backend, precision in [(b, p) for b in args.backends for p in (variants if b == "onnxruntime" else [FP32])]:
+        options = RuntimeOptions(backend=backend, threads=args.threads, precision=precision)
+        ways = {"in_process": lambda: InProcessGraphs(repository, names, options, dict.fromkeys(names, precision)),
                 "numpy": lambda: ServedGraphs(local_stage_runner(repository, names, options))}
         if "inflight" in args.ways:
             graphs = ways["in_process"]()
@@ -413,15 +430,15 @@ def main(argv=None) -> int:
             if way not in args.ways:
                 continue
             graphs = make()
-            record(f"{way}/{backend}", recipe_runs(repository, graphs, args.llms))
+            label = f"{way}/{backend}" + (f"/{precision}" if len(variants) > 1 else "")
+            record(label, recipe_runs(repository, graphs, args.llms), precision if len(variants) > 1 else "")
             for llm in args.llms:
                 cases = [(c, 1) for c in args.contexts]
                 if args.contexts:
                     cases += [(args.contexts[0], b) for b in args.batches if b != 1]
                 for context, batch in cases:
                     ms = per_token_ms(repository, graphs, llm, context, args.steps, batch)
-                    context_rows.append(
-                        {"llm": llm, "way": f"{way}/{backend}", "context": context, "batch": batch, **ms})
+                    context_rows.append({"llm": llm, "way": label, "context": context, "batch": batch, **ms})
                     logger.info("%s", json.dumps(context_rows[-1]))
     if "served_inflight" in args.ways:
         from musicgen.serving import TritonServer, free_ports

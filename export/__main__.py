@@ -8,9 +8,10 @@
     python -m export chatglm --from THUDM/chatglm-6b --out build/model_repository
     python -m export chatglm --preset chatglm-6b-width --layers 1 --out build/model_repository
     python -m export audioldm --preset tiny --out build/model_repository --precision unet=int8-static
+    python -m export chatglm --preset tiny --out build/model_repository --precision fp16
 
-`--precision` (AudioLDM) adds lower-precision ONNX variants beside the fp32 graphs, serves them, and records
-their error against fp32 in each component's parity.json (see export/precision.py).
+`--precision` adds lower-precision ONNX variants beside the fp32 graphs, serves them, and records their error
+against fp32 in each graph's parity.json (see export/precision.py; the LLMs: fp16 and int8-dynamic).
 
 `--from` takes a `save_pretrained` folder, or a model name looked up under $PPMIX_HOME/models/<name>
 (PPMIX_HOME defaults to ~/.paddlemix), then $PPNLP_HOME/models/<name> (~/.paddlenlp). Nothing is downloaded.
@@ -49,6 +50,7 @@ class Family:
 
     name: str
     precision_components: Tuple[str, ...] = ()  # the graphs --precision may name; () if the family has no variants
+    precisions: Tuple[str, ...] = PRECISIONS  # the variants it can write (fp32 always)
     layered: bool = False  # its presets take --layers (the LLMs: real width, fewer layers)
 
     @property
@@ -59,9 +61,12 @@ class Family:
         return importlib.import_module(f"export.{self.name}.build")
 
 
+# The LLMs have no calibration recorder for int8-static (export.precision.write_graph_variants).
+LLM_PRECISIONS = (FP32, "fp16", "int8-dynamic")
 FAMILIES: Dict[str, Family] = {f.name: f for f in (
-    Family("audioldm", tuple(c.name for c in api.AUDIOLDM_COMPONENTS)), Family("minigpt4", layered=True),
-    Family("chatglm", layered=True))}
+    Family("audioldm", tuple(c.name for c in api.AUDIOLDM_COMPONENTS)),
+    Family("minigpt4", tuple(c.name for c in api.MINIGPT4_COMPONENTS), LLM_PRECISIONS, layered=True),
+    Family("chatglm", tuple(c.name for c in api.CHATGLM_COMPONENTS), LLM_PRECISIONS, layered=True))}
 
 
 def resolve_weights(source: str) -> Path:
@@ -131,6 +136,9 @@ def main(argv=None) -> int:
         precisions = parse_precisions(args.precision, family.precision_components)
     except ValueError as exc:
         parser.error(str(exc))
+    for name, precision in precisions.items():
+        if precision not in family.precisions:
+            parser.error(f"--precision: {name}={precision}: {args.family} writes {', '.join(family.precisions)}")
     if args.gpus and args.device != "gpu":
         parser.error("--gpus: only with --device gpu")
     if precisions and args.backend != "onnxruntime":

@@ -26,6 +26,8 @@ PADDLE_DIR = "paddle"  # holds model.json (PIR program) + model.pdiparams
 PADDLE_PROGRAM = "model.json"
 PADDLE_PARAMS = "model.pdiparams"
 BACKENDS = ("onnxruntime", "paddle")
+_ORT_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int64)": np.int64,
+               "tensor(int32)": np.int32}  # the graphs' input types; another type is left as the feed has it (None)
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,8 @@ class OnnxRunner(GraphRunner):
                                              providers=onnx_providers(options.device, options.device_id, cuda_options))
         self.input_names = [i.name for i in self._session.get_inputs()]
         self.output_names = [o.name for o in self._session.get_outputs()]
+        # The graph's own input dtypes: an fp16 step graph takes its KV cache in fp16 (musicgen.precision).
+        self.input_dtypes = {i.name: _ORT_DTYPES.get(i.type) for i in self._session.get_inputs()}
         self.providers = self._session.get_providers()
         require_device_providers(self.providers, options.device, ort.get_available_providers())
         self._graphs = CudaGraphRunner(self._session, ort, options.device_id) if options.cuda_graphs else None
@@ -82,7 +86,13 @@ class OnnxRunner(GraphRunner):
     def run(self, feeds: Dict[str, np.ndarray]) -> List[np.ndarray]:
         if self._graphs is not None:
             return self._graphs.run(feeds)
-        return self._session.run(None, {name: feeds[name] for name in self.input_names})
+        outputs = self._session.run(None, {name: self.as_input(name, feeds[name]) for name in self.input_names})
+        # The interface's floats are FP32: an fp16 graph's fp16 outputs (its KV cache) are widened at this boundary.
+        return [out.astype(np.float32) if out.dtype == np.float16 else out for out in outputs]
+
+    def as_input(self, name: str, value: np.ndarray) -> np.ndarray:
+        """`value` in the dtype the graph takes for input `name` (no copy when it already is)."""
+        return np.ascontiguousarray(value, dtype=self.input_dtypes[name])
 
 
 class PaddleRunner(GraphRunner):
@@ -128,8 +138,7 @@ def open_graph(version_dir: Path, options: RuntimeOptions, check_manifest: bool 
     do) checks its files against the folder's manifest first (`verify_graph`). Export, which writes the
     manifest last, does not."""
     version_dir = Path(version_dir)
-    if options.precision not in PRECISIONS or (options.backend == "paddle" and options.precision != FP32):
-        raise ValueError(f"precision {options.precision!r}: onnxruntime takes {', '.join(PRECISIONS)}, paddle {FP32}")
+    check_precision(options)
     if options.cuda_graphs and (options.device != "gpu" or options.backend != "onnxruntime"):
         raise ValueError(f"cuda_graphs: onnxruntime on device gpu only, not {options.backend} on {options.device}")
     name = version_dir.parent.name
@@ -152,6 +161,12 @@ def open_graph(version_dir: Path, options: RuntimeOptions, check_manifest: bool 
     logger.info("loaded %s %s graph from %s (inputs %s)", options.backend, options.precision, version_dir,
                 runner.input_names)
     return runner
+
+
+def check_precision(options: RuntimeOptions) -> None:
+    """A precision the chosen runtime has graphs for: the ONNX variants, or fp32 (the only Paddle graph)."""
+    if options.precision not in PRECISIONS or (options.backend == "paddle" and options.precision != FP32):
+        raise ValueError(f"precision {options.precision!r}: onnxruntime takes {', '.join(PRECISIONS)}, paddle {FP32}")
 
 
 def replayable(name: str) -> bool:

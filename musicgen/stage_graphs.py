@@ -25,18 +25,20 @@ class InProcessGraphs:
     `run_stage`, `graphs.step(name)` is a step graph's session."""
 
     def __init__(self, repository: Path, names: Sequence[str], options: RuntimeOptions,
-                 precisions: Optional[Dict[str, str]] = None):
-        """`precisions`: the ONNX variant per graph (musicgen.precision); the others run fp32."""
+                 precisions: Optional[Dict[str, str]] = None, check_manifest: bool = True):
+        """`precisions`: the ONNX variant per graph (musicgen.precision); the others run fp32. `check_manifest`:
+        off only for the export itself, which writes the manifests last."""
         precisions = precisions or {}
         self._steps, self._runners = {}, {}
         for name in names:
             folder = Path(repository) / name / "1"
             graph_options = replace(options, precision=precisions.get(name, FP32))
             if name in STEP_GRAPHS:
-                verify_graph(folder, graph_options)  # a damaged graph fails the stage's load, naming the file
+                if check_manifest:
+                    verify_graph(folder, graph_options)  # a damaged graph fails the stage's load, naming the file
                 self._steps[name] = open_step_session(folder, graph_options)
             else:
-                self._runners[name] = open_graph(folder, graph_options, check_manifest=True)
+                self._runners[name] = open_graph(folder, graph_options, check_manifest=check_manifest)
 
     def __call__(self, name: str, feeds: Dict[str, np.ndarray]) -> List[np.ndarray]:
         return self._runners[name].run(feeds)

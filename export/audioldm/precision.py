@@ -11,7 +11,6 @@ Both land in the component's parity.json under "precision_variants".
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import replace
@@ -27,8 +26,8 @@ from musicgen.runtime import RuntimeOptions, local_stage_runner
 from musicgen_client import interface as api
 
 from .. import fidelity
-from ..core import PARITY_FILE, parity_cases
-from ..precision import Feeds, compare_with_fp32, write_variant
+from ..core import parity_cases
+from ..precision import Feeds, add_variant_report, compare_with_fp32, write_variant
 from .components import COMPONENTS
 
 logger = logging.getLogger(__name__)
@@ -103,10 +102,7 @@ def waveform_fidelity(assets: Path, run_stage: StageRunner, reference: np.ndarra
 
 
 def add_to_parity_report(version_dir: Path, precision: str, report: dict) -> None:
-    path = Path(version_dir) / PARITY_FILE
-    parity = json.loads(path.read_text())
-    parity.setdefault("precision_variants", {})[precision] = report
-    path.write_text(json.dumps(parity, indent=2))
+    add_variant_report(version_dir, precision, report)
     pipeline = report["pipeline"]
     logger.info("%s %s: component max rel %.3g; waveform rel error %.3g, log-mel distance %.3g dB",
                 version_dir.parent.name, precision, max(r["max_rel"] for r in report["component"]),

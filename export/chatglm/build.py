@@ -11,7 +11,7 @@ Taskflow uses for `THUDM/chatglm-6b` (`$PPNLP_HOME/models/THUDM/chatglm-6b/`, PP
 
 Written (each folder with its config.pbtxt; version folder `1/`):
 
-    <repo>/chatglm_llm_step/1/   model.onnx, paddle/, parity.json
+    <repo>/chatglm_llm_step/1/   model.onnx, paddle/, parity.json (+ model.<precision>.onnx with --precision)
     <repo>/chatglm/1/            model.py, tokenizer/, textgen.json (generation parameters)
 """
 from __future__ import annotations
@@ -28,6 +28,7 @@ from musicgen.llm.recipes import TextGenConfig
 from musicgen_client import interface as api
 
 from ..core import preset_folder
+from ..precision import write_graph_variants
 from ..serving import Serving, export_components, write_stage
 from ..textgen import check_files, write_stage_assets
 from .components import COMPONENTS
@@ -78,4 +79,5 @@ def export_family(weights: Path, repository: Path, serving: Serving) -> None:
     check_files(weights, REQUIRED_FILES, "ChatGLM save_pretrained")
     export_components("chatglm", COMPONENTS, weights, repository, serving)
     write_chatglm_assets(weights, repository)
+    write_graph_variants(COMPONENTS, weights, repository, serving.precisions, stage=api.CHATGLM)
     write_stage(repository, api.CHATGLM, serving)

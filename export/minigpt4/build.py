@@ -14,6 +14,7 @@ Written (each folder with its config.pbtxt; version folder `1/`):
     <repo>/minigpt4_image_encoder/1/  model.onnx, paddle/, parity.json, image_preprocess.json
     <repo>/minigpt4_embed_tokens/1/   model.onnx, paddle/, parity.json
     <repo>/minigpt4_llm_step/1/       model.onnx, paddle/, parity.json
+    (each graph folder: + model.<precision>.onnx with --precision, export/LLM.md "Precision variants")
     <repo>/caption/1/                 model.py, tokenizer/, textgen.json (prompt, generation), image_preprocess.json
 """
 from __future__ import annotations
@@ -30,6 +31,7 @@ from musicgen.llm.recipes import TextGenConfig
 from musicgen_client import interface as api
 
 from ..core import ExportError, preset_folder
+from ..precision import write_graph_variants
 from ..serving import Serving, export_components, write_stage
 from ..textgen import check_files, write_stage_assets
 from .components import COMPONENTS, read_config
@@ -93,4 +95,5 @@ def export_family(weights: Path, repository: Path, serving: Serving) -> None:
     check_files(weights, REQUIRED_FILES, "MiniGPT4 save_pretrained")
     export_components("minigpt4", COMPONENTS, weights, repository, serving)
     write_caption_assets(weights, repository)
+    write_graph_variants(COMPONENTS, weights, repository, serving.precisions, stage=api.CAPTION)
     write_stage(repository, api.CAPTION, serving)

@@ -98,13 +98,13 @@ class LLMEngine:
     driven from one thread. `context_limit` bounds a row's positions (the model's context; 0: none)."""
 
     def __init__(self, run: GraphRun, shape: KVShape, limits: LLMEngineLimits = LLMEngineLimits(), *,
-                 name: str = "llm", context_limit: int = 0, chunk: int = DEFAULT_CHUNK,
+                 name: str = "llm", context_limit: int = 0, chunk: int = DEFAULT_CHUNK, dtype=np.float32,
                  observer: EngineObserver = EngineObserver()):
         self.run = run
         self.observer = observer  # metrics: rows per decode step, requests ended, engine depth
         self.name = name  # the step graph's name, for error messages
         self.limits = limits
-        self.cache = KVCache(shape, rows=limits.max_active, chunk=chunk, limit=context_limit or None)
+        self.cache = KVCache(shape, rows=limits.max_active, chunk=chunk, limit=context_limit or None, dtype=dtype)
         self._active: List[Sequence] = []  # row i of the cache is _active[i]
         self._waiting: Deque[Sequence] = deque()
         self._wake = threading.Condition()
@@ -200,7 +200,8 @@ class LLMEngine:
         """The prompt alone through the graph into a one-row cache, the first token, then a row of the batch."""
         try:
             sequence.picker = TokenPicker(sequence.config, sequence.feeds.context_ids())
-            alone = KVCache(self.cache.shape, rows=1, chunk=self.cache.chunk, limit=self.cache.limit)
+            alone = KVCache(self.cache.shape, rows=1, chunk=self.cache.chunk, limit=self.cache.limit,
+                            dtype=self.cache.dtype)
             start = time.monotonic()
             logits = CachedStep(self.run, alone)(sequence.feeds.prefill())
             self.observer.batch(PREFILL, 1, time.monotonic() - start)

@@ -34,11 +34,6 @@ DEFAULT_CHUNK = 256  # positions added per growth: one copy of the cache per 256
 GraphRun = Callable[[Dict[str, Any]], Tuple[np.ndarray, np.ndarray]]  # feeds → (logits, new_key_values)
 
 
-def is_cache_tensor(name: str) -> bool:
-    """True for the cache inputs and the new-positions output (their dtype follows the graph's precision)."""
-    return name.startswith(("past_key_", "past_value_")) or name == NEW_KEY_VALUES
-
-
 class CacheFullError(ValueError):
     """A step would write past the cache's bound (the request's prompt + max_new_tokens, or the model's context)."""
 

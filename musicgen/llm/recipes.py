@@ -33,7 +33,7 @@ from .engine import LLMEngine, LLMEngineLimits
 from .feeds import ChatGLMFeeds, KVShape, LlamaEmbedsFeeds, chatglm_prompt_inputs
 from .image import PREPROCESS_FILE, ImagePreprocessConfig, preprocess_image
 from .kv_cache import CachedStep, GraphRun, KVCache
-from .step_session import checked_step, served_step
+from .step_session import cache_dtype, checked_step, served_step
 from .tokenizers import SentencePieceTokenizer
 
 logger = logging.getLogger(__name__)
@@ -88,6 +88,7 @@ class TokenDecoder:
 
     def __init__(self, run: GraphRun, name: str, config: TextGenConfig):
         self.run = run
+        self.cache_dtype = cache_dtype(run)
         self.name = name
         self.kv = config.kv
         self.context_limit = config.max_context_tokens
@@ -97,7 +98,7 @@ class TokenDecoder:
         """From now on decode through an in-flight engine of `limits.max_active` rows (the caller runs its loop:
         `engine.start()` or `engine.step()`); `observer` gets its metrics."""
         self.engine = LLMEngine(self.run, self.kv, limits, name=self.name, context_limit=self.context_limit,
-                                observer=observer)
+                                dtype=self.cache_dtype, observer=observer)
         return self.engine
 
     def __call__(self, feeds: FeedsBuilder, generation: GenerationConfig,
@@ -105,7 +106,8 @@ class TokenDecoder:
         if self.engine is not None:
             return self.engine.generate(feeds, generation, keep_going)
         # Alone, the cache is bounded by what this request can write (the budget was checked by `prepare`).
-        cache = KVCache(self.kv, rows=feeds.batch_size, limit=feeds.prompt_length + generation.max_new_tokens)
+        cache = KVCache(self.kv, rows=feeds.batch_size, limit=feeds.prompt_length + generation.max_new_tokens,
+                        dtype=self.cache_dtype)
         return generate(CachedStep(checked_step(self.run, self.name), cache), feeds, generation, keep_going)
 
 

@@ -29,8 +29,8 @@ from musicgen_client import interface as api
 
 from ..precision import onnx_file
 from ..protocol import check_finite
-from ..runtime import PADDLE_DIR, OnnxRunner, PaddleRunner, RuntimeOptions, open_graph
-from .kv_cache import GraphRun
+from ..runtime import PADDLE_DIR, OnnxRunner, PaddleRunner, RuntimeOptions, check_precision, open_graph
+from .kv_cache import GraphRun, cache_input_names
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +45,8 @@ class OrtStepSession(OnnxRunner):
         import onnxruntime as ort
 
         self._ort_value = ort.OrtValue
+        # An fp16 variant's cache inputs are fp16: the stage allocates its KVCache so, and binds it without a cast.
+        self.cache_dtype = np.dtype(self.input_dtypes[cache_input_names(1)[0]])
 
     def bound(self, array: np.ndarray):
         """An OrtValue over `array`'s own memory (a C-contiguous view stays a view: no copy)."""
@@ -52,7 +54,8 @@ class OrtStepSession(OnnxRunner):
 
     def __call__(self, feeds: Dict[str, Any]) -> Tuple[np.ndarray, np.ndarray]:
         binding = self._session.io_binding()
-        inputs = [self.bound(feeds[name]) for name in self.input_names]  # alive until the run is done
+        # In the graph's dtypes (no copy when they already are: the KVCache is allocated in `cache_dtype`).
+        inputs = [self.bound(self.as_input(name, feeds[name])) for name in self.input_names]  # alive for the run
         for name, value in zip(self.input_names, inputs):
             binding.bind_ortvalue_input(name, value)
         for name in self.output_names:
@@ -87,6 +90,7 @@ class PaddleStepSession(PaddleRunner):
 def open_step_session(version_dir: Path, options: RuntimeOptions) -> GraphRun:
     """A step graph's version folder, loaded in the chosen format as a raw step call (`GraphRun`)."""
     version_dir = Path(version_dir)
+    check_precision(options)  # the Paddle graph is fp32 only: a variant asked of it fails the load, not ignored
     if options.backend == "onnxruntime":
         session: Any = OrtStepSession(version_dir / onnx_file(options.precision), options)
     elif options.backend == "paddle":
@@ -95,6 +99,12 @@ def open_step_session(version_dir: Path, options: RuntimeOptions) -> GraphRun:
         return open_graph(version_dir, options)  # raises, naming the valid backends
     logger.info("step graph %s runs in process on %s", version_dir, options.backend)
     return session
+
+
+def cache_dtype(run: GraphRun) -> np.dtype:
+    """The dtype a KVCache for `run` holds: its graph's own (fp16 for an fp16 in-process ONNX variant), FP32 for
+    everything else (Paddle graphs are fp32; a served graph model speaks the interface's FP32 and casts itself)."""
+    return np.dtype(getattr(run, "cache_dtype", np.float32))
 
 
 def served_step(run_stage, name: str) -> GraphRun:

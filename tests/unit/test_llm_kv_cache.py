@@ -5,9 +5,8 @@ import numpy as np
 import pytest
 
 from musicgen.llm.feeds import KVShape
-from musicgen.llm.kv_cache import (
-    NEW_KEY_VALUES, CachedStep, CacheFullError, KVCache, cache_input_names, is_cache_tensor,
-)
+from musicgen.llm.kv_cache import NEW_KEY_VALUES, CachedStep, CacheFullError, KVCache, cache_input_names
+from musicgen.precision import is_kv_cache
 
 SHAPE = KVShape(layers=2, heads=3, head_dim=4)
 
@@ -22,8 +21,8 @@ def written(cache: KVCache, row: int, layer: int, kind: int) -> np.ndarray:
 
 def test_names_interleave_keys_and_values_per_layer():
     assert cache_input_names(2) == ["past_key_0", "past_value_0", "past_key_1", "past_value_1"]
-    assert all(is_cache_tensor(n) for n in cache_input_names(3) + [NEW_KEY_VALUES])
-    assert not is_cache_tensor("attention_mask") and not is_cache_tensor("logits")
+    assert all(is_kv_cache(n) for n in cache_input_names(3) + [NEW_KEY_VALUES])
+    assert not is_kv_cache("attention_mask") and not is_kv_cache("logits")
 
 
 def test_lockstep_appends_concatenate_per_row():

@@ -4,6 +4,7 @@ import pytest
 
 from export.__main__ import main as export_main
 from export.fidelity import log_mel_distance, mel_filterbank, waveform_relative_error
+from musicgen.llm.step_session import open_step_session
 from musicgen.params import COMPONENT_PARAMETERS, read_parameters
 from musicgen.precision import onnx_file, parse_precisions, render_precisions
 from musicgen.runtime import RuntimeOptions, open_graph
@@ -39,7 +40,9 @@ def test_rejects_unknown_components_and_precisions(text, message):
 @pytest.mark.parametrize("argv,message", [
     (["audioldm", "--preset", "tiny", "--precision", "unet=int4"], "unknown precision 'int4'"),
     (["audioldm", "--preset", "tiny", "--precision", "int8-static", "--backend", "paddle"], "--backend onnxruntime"),
-    (["chatglm", "--preset", "tiny", "--precision", "int8-dynamic"], "chatglm has no precision variants"),
+    (["chatglm", "--preset", "tiny", "--precision", "int8-static"],
+     "chatglm_llm_step=int8-static: chatglm writes fp32, fp16, int8-dynamic"),
+    (["minigpt4", "--preset", "tiny", "--precision", "llm_step=fp16,unet=fp16"], "unknown component 'unet'"),
 ])
 def test_export_flag_fails_before_exporting(argv, message, capsys, tmp_path):
     with pytest.raises(SystemExit) as exit_info:
@@ -66,6 +69,8 @@ def test_missing_variant_fails_clearly(tmp_path):
         open_graph(tmp_path, RuntimeOptions(precision="int8-dynamic"))
     with pytest.raises(ValueError, match="paddle fp32"):
         open_graph(tmp_path, RuntimeOptions(backend="paddle", precision="int8-dynamic"))
+    with pytest.raises(ValueError, match="paddle fp32"):  # an LLM step graph's session too: never silently fp32
+        open_step_session(tmp_path, RuntimeOptions(backend="paddle", precision="fp16"))
 
 
 def _noise(seconds=1.0, rate=16000, seed=0):
