@@ -10,10 +10,10 @@ ONNX_FILE = "model.onnx"  # the fp32 graph
 FP32 = "fp32"
 # int8-*: onnxruntime quantization (CPU); fp16: the GPU option (onnxruntime.transformers.float16).
 PRECISIONS = (FP32, "int8-dynamic", "int8-static", "fp16")
-# The KV cache tensors of an LLM step graph, by name: the stacked `past_key_values` / `present_key_values` and the
-# per-layer `past_key_<i>` / `past_value_<i>` in with `new_key_values` out. An fp16 step graph keeps these in fp16
-# (half the cache memory and bandwidth); every other input and output keeps the interface's dtype.
-KV_CACHE_PREFIXES = ("past_key", "past_value", "present_key", "new_key")
+# The KV cache tensors of an LLM step graph, by name: the per-layer `past_key_<i>` / `past_value_<i>` in and
+# `new_key_values` out. An fp16 step graph keeps these in fp16 (half the cache memory and bandwidth); every other
+# input and output keeps the interface's dtype.
+KV_CACHE_PREFIXES = ("past_key_", "past_value_", "new_key_values")
 
 
 def is_kv_cache(tensor_name: str) -> bool:

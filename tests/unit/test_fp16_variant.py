@@ -29,7 +29,6 @@ def test_fp16_upsampling_graph_loads_and_matches_fp32(tmp_path):
 
 
 @pytest.mark.parametrize("past,present", [
-    (["past_key_values"], ["present_key_values"]),  # one stacked cache tensor each way
     (["past_key_0", "past_value_0"], ["new_key_values"]),  # per-layer buffers in, the new positions out
 ])
 def test_fp16_step_graph_keeps_only_its_kv_cache_in_fp16(tmp_path, past, present):
