@@ -21,7 +21,7 @@ from musicgen_client import interface as api
 
 from . import manifest
 from .admission import BoundedPool
-from .audioldm.engine import EngineObserver
+from .inflight import EngineObserver
 from .cancellation import CANCEL_FLAG_PARAMETER, CancelFlags, Watch, cancelling_children, is_flag_name
 from .protocol import (CancelledError, DeadlineExceededError, InvalidRequestError, StageError, StageUnavailableError,
                        status_of, throttled)

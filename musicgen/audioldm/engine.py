@@ -25,13 +25,14 @@ import threading
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
-from typing import Callable, Deque, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
 from musicgen_client import interface as api
 
-from ..protocol import AudioOptions, BadOutputError, CancelledError, UnavailableError, check_finite, status_of
+from ..inflight import EngineObserver, InflightLoop
+from ..protocol import AudioOptions, BadOutputError, CancelledError, check_finite, status_of
 from .config import AudioLDMConfig
 
 logger = logging.getLogger(__name__)
@@ -141,20 +142,6 @@ class EmbeddingCache:
                 self._items.popitem(last=False)
 
 
-class EngineObserver:
-    """What the engine reports as it works (metrics); this base ignores everything."""
-
-    def batch(self, stage: str, items: int, seconds: float) -> None:
-        """One component call for `items` requests (texts, for the text encoder) took `seconds`."""
-
-    def finished(self, outcome: str, seconds: float) -> None:
-        """A request ended, `seconds` after it was submitted: outcome 'success', 'bad_output' (NaN, inf or
-        silence from a stage), or the status of its error ('cancelled', 'unavailable', 'internal')."""
-
-    def depth(self, active: int, waiting: int) -> None:
-        """Requests in flight and waiting, after each iteration."""
-
-
 @dataclass(frozen=True)
 class EngineLimits:
     max_active: int = 8  # requests denoising together; more wait their turn
@@ -168,7 +155,7 @@ class EngineLimits:
                 raise ValueError(f"{name}: {getattr(self, name)} is out of range: allowed {low} or more")
 
 
-class AudioLDMEngine:
+class AudioLDMEngine(InflightLoop):
     """Holds requests in flight and advances all of them together. `submit` is thread-safe; `step` and
     `run_forever` must be driven from one thread."""
 
@@ -185,46 +172,12 @@ class AudioLDMEngine:
         self.run_stage = run_stage
         self.limits = limits
         self.cache = EmbeddingCache(limits.prompt_cache_size)
-        self._waiting: Deque[Job] = deque()
-        self._active: List[Job] = []
-        self._wake = threading.Condition()
-        self._stopped = False
+        super().__init__("audioldm", limits.max_waiting)
 
     # ---- the caller's side ---------------------------------------------------------------------
     def submit(self, job: Job) -> None:
         job.frames, job.samples = self.config.frames_and_samples(job.options.audio_length_in_s)
-        with self._wake:
-            if self._stopped:
-                raise UnavailableError("the server is shutting down")
-            if len(self._waiting) >= self.limits.max_waiting:
-                raise UnavailableError(f"busy: {len(self._active)} requests running and {len(self._waiting)} "
-                                       "waiting; retry later")
-            self._waiting.append(job)
-            self._wake.notify()
-
-    @property
-    def idle(self) -> bool:
-        return not self._active and not self._waiting
-
-    def run_forever(self) -> None:
-        """The serving loop: sleep while there is nothing to do, else step. Returns after `stop()`."""
-        while True:
-            with self._wake:
-                while self.idle and not self._stopped:
-                    self._wake.wait()
-                if self._stopped:
-                    break
-            try:
-                self.step()
-            except Exception as exc:  # noqa: BLE001 - a bug here must not leave requests waiting forever
-                logger.exception("engine iteration failed: failing the requests it held")
-                self._fail_all(exc)
-        self._fail_all(UnavailableError("the server is shutting down"))
-
-    def stop(self) -> None:
-        with self._wake:
-            self._stopped = True
-            self._wake.notify_all()
+        self._enqueue(job)
 
     # ---- one iteration ---------------------------------------------------------------------------
     def step(self) -> None:

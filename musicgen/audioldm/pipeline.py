@@ -18,7 +18,8 @@ import numpy as np
 
 from ..protocol import AudioOptions
 from .config import SCHEDULER_DIR, TOKENIZER_DIR, AudioLDMConfig
-from .engine import AudioLDMEngine, Candidates, EngineLimits, EngineObserver, Job, Progress, Ranker, StageRunner
+from ..inflight import EngineObserver
+from .engine import AudioLDMEngine, Candidates, EngineLimits, Job, Progress, Ranker, StageRunner
 from .noise import seeded_normal
 from .ranking import open_ranker
 from .schedulers import load_scheduler, read_scheduler_config

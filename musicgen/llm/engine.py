@@ -22,18 +22,17 @@ a stage model drives `run_forever()` in a thread, tests and benchmarks drive `st
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Deque, List, Optional
+from typing import List, Optional
 
 import numpy as np
 
-from ..audioldm.engine import EngineObserver
 from ..generation import FeedsBuilder, GenerationConfig, GenerationResult, KeepGoing, TokenPicker, check_cancelled
-from ..protocol import BadOutputError, UnavailableError, check_finite, status_of
+from ..inflight import EngineObserver, InflightLoop
+from ..protocol import BadOutputError, check_finite, status_of
 from .feeds import KVShape
 from .kv_cache import ATTENTION_MASK, DEFAULT_CHUNK, CachedStep, CacheFullError, GraphRun, KVCache
 
@@ -93,7 +92,7 @@ class Sequence:
             self.future.set_exception(error)
 
 
-class LLMEngine:
+class LLMEngine(InflightLoop):
     """Decodes the sequences in flight together. `submit` is thread-safe; `step` and `run_forever` must be
     driven from one thread. `context_limit` bounds a row's positions (the model's context; 0: none)."""
 
@@ -102,14 +101,9 @@ class LLMEngine:
                  observer: EngineObserver = EngineObserver()):
         self.run = run
         self.observer = observer  # metrics: rows per decode step, requests ended, engine depth
-        self.name = name  # the step graph's name, for error messages
         self.limits = limits
         self.cache = KVCache(shape, rows=limits.max_active, chunk=chunk, limit=context_limit or None, dtype=dtype)
-        self._active: List[Sequence] = []  # row i of the cache is _active[i]
-        self._waiting: Deque[Sequence] = deque()
-        self._wake = threading.Condition()
-        self._stopped = False
-        self._thread: Optional[threading.Thread] = None
+        super().__init__(name, limits.max_waiting, busy_verb="decoding")  # _active[i] decodes in row i of the cache
 
     # ---- the caller's side ---------------------------------------------------------------------
     def submit(self, feeds: FeedsBuilder, config: GenerationConfig,
@@ -119,14 +113,7 @@ class LLMEngine:
         if feeds.batch_size != 1:
             raise ValueError(f"the engine decodes one sequence per request; got a batch of {feeds.batch_size}")
         sequence = Sequence(feeds, config, keep_going or (lambda: True), self.observer)
-        with self._wake:
-            if self._stopped:
-                raise UnavailableError("the server is shutting down")
-            if len(self._waiting) >= self.limits.max_waiting:
-                raise UnavailableError(f"busy: {len(self._active)} requests decoding and {len(self._waiting)} "
-                                       "waiting; retry later")
-            self._waiting.append(sequence)
-            self._wake.notify()
+        self._enqueue(sequence)
         return sequence.future
 
     def generate(self, feeds: FeedsBuilder, config: GenerationConfig,
@@ -135,43 +122,8 @@ class LLMEngine:
         return self.submit(feeds, config, keep_going).result()
 
     @property
-    def idle(self) -> bool:
-        return not self._active and not self._waiting
-
-    @property
     def active(self) -> int:
         return len(self._active)
-
-    def run_forever(self) -> None:
-        """The serving loop: sleep while there is nothing to do, else step. Returns after `stop()`."""
-        while True:
-            with self._wake:
-                while self.idle and not self._stopped:
-                    self._wake.wait()
-                if self._stopped:
-                    break
-            try:
-                self.step()
-            except Exception as exc:  # noqa: BLE001 - a bug here must not leave requests waiting forever
-                logger.exception("%s engine iteration failed: failing the requests it held", self.name)
-                self._fail_all(exc)
-        self._fail_all(UnavailableError("the server is shutting down"))
-
-    def stop(self) -> None:
-        with self._wake:
-            self._stopped = True
-            self._wake.notify_all()
-
-    def start(self) -> None:
-        """Run the loop in a daemon thread of its own, as a served stage does; `close()` ends it."""
-        self._thread = threading.Thread(target=self.run_forever, name=f"{self.name}-engine", daemon=True)
-        self._thread.start()
-
-    def close(self, timeout: float = 30.0) -> None:
-        """Stop, answer what is left (UnavailableError) and wait for the loop's thread."""
-        self.stop()
-        if self._thread is not None:
-            self._thread.join(timeout)
 
     # ---- one iteration ---------------------------------------------------------------------------
     def step(self) -> None:

@@ -25,7 +25,7 @@ import numpy as np
 from musicgen_client import flow
 from musicgen_client import interface as api
 
-from ..audioldm.engine import EngineObserver
+from ..inflight import EngineObserver
 from ..generation import FeedsBuilder, GenerationConfig, GenerationResult, KeepGoing, generate
 from ..protocol import InvalidRequestError
 from . import prompts

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from musicgen.generation import GenerationConfig, generate
-from musicgen.audioldm.engine import EngineObserver
+from musicgen.inflight import EngineObserver
 from musicgen.llm.engine import PREFILL, LLMEngine, LLMEngineLimits
 from musicgen.llm.feeds import KVShape
 from musicgen.llm.kv_cache import CachedStep, CacheFullError, KVCache
