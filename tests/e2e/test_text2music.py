@@ -233,12 +233,13 @@ def test_concurrent_requests_get_the_audio_they_get_alone(triton_server, protoco
 
 
 def unet_batches(server):
-    """(UNet calls, requests carried) so far, from the engine's histogram on the metrics port."""
+    """(UNet calls, requests carried) so far, from text2music's engine histogram on the metrics port (the
+    streaming twin and the LLM stages have engines too: their lines are not this model's)."""
     import urllib.request
 
     text = urllib.request.urlopen(server.metrics_url, timeout=10).read().decode()
     values = {}
     for line in text.splitlines():
-        if line.startswith("musicgen_batch_size_") and 'stage="audioldm_unet"' in line:
+        if line.startswith("musicgen_batch_size_") and 'stage="audioldm_unet"' in line and 'model="text2music"' in line:
             values[line.split("{")[0]] = float(line.rsplit(" ", 1)[1])
     return values["musicgen_batch_size_count"], values["musicgen_batch_size_sum"]
