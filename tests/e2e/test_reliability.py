@@ -13,6 +13,7 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from cases import PHOTO  # tests/cases.py
+from metrics import metric_value  # tests/metrics.py
 from musicgen.manifest import write_manifest
 from musicgen.serving import TritonServer, free_ports
 from musicgen_client import MusicClient, interface as api
@@ -174,29 +175,51 @@ def _child_cancellations(server):
     return re.findall(r"generation cancelled after (\d+) of at most (\d+) new tokens", server.log_path.read_text())
 
 
-def test_image2music_sheds_load_and_a_cancel_stops_its_child(server):
-    """image2music's one worker busy: the next is a 503 at once. Cancelling it (gRPC) stops the caption or
-    chatglm request it was waiting on at its next token, though BLS cannot cancel (a cancel flag does)."""
-    before = len(_child_cancellations(server))
+def _wait_for_outcome(server, model, outcome, before, timeout_s=30):
+    """Waits until `model` counted one more request ended with `outcome` than `before` (its metrics)."""
+    deadline = time.monotonic() + timeout_s
+    while metric_value(server, "musicgen_requests_total", model=model, outcome=outcome) <= before:
+        assert time.monotonic() < deadline, f"{model} ended no request as {outcome}"
+        time.sleep(0.1)
+
+
+def test_image2music_sheds_load_and_ends_a_cancelled_request_as_such(server):
+    """image2music's one worker busy: the next is a 503 at once. A gRPC cancel then ends the busy one on the
+    server as cancelled (whichever stage it was in), which frees the worker."""
+    cancelled = metric_value(server, "musicgen_requests_total", model=api.IMAGE2MUSIC, outcome="cancelled")
     client = grpcclient.InferenceServerClient(server.grpc_url)
-    ends = []
     try:
         image = {api.IMAGE: np.array([PHOTO], dtype=object), api.NUM_INFERENCE_STEPS: np.array([2], np.int32)}
-        context = client.async_infer(api.IMAGE2MUSIC, _inputs(grpcclient, image),
-                                     callback=lambda result, error: ends.append(error or result))
+        context = client.async_infer(api.IMAGE2MUSIC, _inputs(grpcclient, image), callback=lambda *_: None)
         time.sleep(0.5)
         refused = refused_within_a_second(server, api.IMAGE2MUSIC, image)
         assert "busy: 1 requests running and 0 waiting" in refused.message()
         context.cancel()
-        deadline = time.monotonic() + 10
-        while len(_child_cancellations(server)) == before:
-            assert time.monotonic() < deadline, "the child request kept generating after its parent's cancel"
-            time.sleep(0.05)
+        _wait_for_outcome(server, api.IMAGE2MUSIC, "cancelled", cancelled)
     finally:
         client.close()
-    done, budget = (int(n) for n in _child_cancellations(server)[before])
+
+
+def test_a_cancelled_image2music_stops_its_child_at_its_next_token(server):
+    """BLS cannot cancel the requests it sent; a cancel flag does. The stream is closed as image2music starts its
+    chatglm stage (its progress says so; 2048 tokens follow, the tight copy has no stop token): the chatglm
+    request stops at its next token, long before its budget."""
+    before = len(_child_cancellations(server))
+    chatglm_cancelled = metric_value(server, "musicgen_requests_total", model=api.CHATGLM, outcome="cancelled")
+
+    class Closed(Exception):
+        pass
+
+    def close_as_chatglm_starts(stage, step, total):
+        if stage == api.CHATGLM and step == 0:
+            raise Closed  # leaving the call closes the stream with its request cancelled
+
+    with MusicClient(server.grpc_url, "grpc", retry=NO_RETRIES) as client:
+        with pytest.raises(Closed):
+            client.image_to_music(PHOTO, num_inference_steps=2, progress=close_as_chatglm_starts)
+    _wait_for_outcome(server, api.CHATGLM, "cancelled", chatglm_cancelled)
+    [(done, budget)] = [(int(d), int(b)) for d, b in _child_cancellations(server)[before:]]
     assert done < budget
-    infer(server, api.CHATGLM, {**LONG_CHAT, api.MAX_NEW_TOKENS: np.array([4], np.int32)})  # free again
 
 
 def test_image2music_passes_its_deadline_to_its_stages(server):
