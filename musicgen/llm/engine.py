@@ -233,6 +233,8 @@ class LLMEngine(InflightLoop):
                 self.cache.move(last, row)
                 self._active[row] = self._active[last]
             self._active.pop()
+        if rows:  # the longest row may have left: its slots are no longer attended over nor held
+            self.cache.fit()
 
     def _fail_all(self, error: BaseException) -> None:
         with self._wake:

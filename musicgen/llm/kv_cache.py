@@ -170,6 +170,21 @@ class KVCache:
     def clear(self, row: int) -> None:
         self.lengths[row] = 0
 
+    def fit(self) -> None:
+        """Shrink the capacity to the longest row's positions, rounded up to `chunk` (0 when every row is empty),
+        copying what is written once. After a long sequence leaves, the others' steps stop attending over (and
+        the process stops holding) the slots only it used."""
+        written = int(self.lengths.max(initial=0))
+        capacity = -(-written // self.chunk) * self.chunk
+        if capacity >= self.capacity:
+            return
+        smaller = []
+        for buffer in self._buffers:
+            fitted = self._allocate(self.rows, capacity)
+            fitted[:, :, :written] = buffer[:, :, :written]
+            smaller.append(fitted)
+        self._buffers = smaller
+
 
 class CachedStep:
     """A step graph over a `KVCache`, as `musicgen.generation.generate` calls it: the feeds of the logical mask

@@ -124,6 +124,19 @@ def test_tokens_batched_equal_tokens_alone_as_requests_join_and_leave(max_active
     drive(batch, futures)
     assert [f.result().row() for f in futures] == expected
     assert batch.idle and batch.cache.lengths.tolist() == [0] * max_active
+    assert batch.cache.capacity == 0  # an idle engine holds no cache
+
+
+def test_the_shared_cache_shrinks_when_the_longest_row_leaves():
+    batch = engine()
+    long_config, short_config = GenerationConfig(max_new_tokens=2), GenerationConfig(max_new_tokens=8)
+    long = batch.submit(ToyFeeds([1, 2, 3, 4, 5, 6, 7, 8, 9]), long_config)
+    short = batch.submit(ToyFeeds([1]), short_config)
+    while not long.done():
+        batch.step()
+    assert batch.active == 1 and batch.cache.capacity == 4  # the short row's 3 positions, not the long one's 10
+    drive(batch, [short])
+    assert short.result().row() == alone([1], short_config) and batch.cache.capacity == 0
 
 
 def test_stop_ids_end_a_row_early_and_the_others_go_on():

@@ -65,6 +65,29 @@ def test_growth_respects_the_limit():
         cache.reserve(2)
 
 
+def test_fit_shrinks_to_the_longest_row_and_keeps_what_is_written():
+    rng = np.random.default_rng(3)
+    cache = KVCache(SHAPE, rows=2, chunk=4)
+    long, short = new_positions(rng, 1, 11), new_positions(rng, 1, 2)
+    cache.reserve(11, rows=1)
+    cache.append(long)
+    cache.move(0, 1)  # the long sequence in row 1, the short one in row 0
+    cache.reserve(2, rows=1)
+    cache.append(short)
+    assert cache.capacity == 12
+    cache.fit()
+    assert cache.capacity == 12  # the long row still needs its 11
+    cache.clear(1)
+    cache.fit()
+    assert cache.capacity == 4 and cache.lengths.tolist() == [2, 0]
+    np.testing.assert_array_equal(written(cache, 0, 1, 0), short[1, 0, 0])
+    cache.clear(0)
+    cache.fit()
+    assert cache.capacity == 0 and all(b.nbytes == 0 for b in cache.buffers())  # idle: nothing held
+    cache.reserve(1)  # and it grows back
+    assert cache.capacity == 4
+
+
 def test_append_without_room_or_with_a_wrong_shape_is_refused():
     cache = KVCache(SHAPE, rows=1, chunk=4)
     with pytest.raises(CacheFullError, match="reserve"):
