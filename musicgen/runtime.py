@@ -43,6 +43,10 @@ class RuntimeOptions:
     # calls) then burn the same cores against each other. Measured on 2 cores: off removes most of the
     # serving tax (FEASIBILITY.md).
     allow_spinning: bool = False
+    # onnxruntime on CPU: repack the matrix products' weights for its kernels at load. Batched decode and prefill
+    # run faster so (≈1.8× and 1.1× on the real-width ChatGLM step), at ≈1.75× the weights in memory instead of
+    # ≈1×; off, a one-row decode step is no slower (export/LLM.md, "Memory at real size").
+    prepack_weights: bool = True
     precision: str = FP32  # which ONNX variant file (onnx_file); the Paddle graph is fp32 only
     device_id: int = 0  # the GPU of a device "gpu" graph (Triton's model_instance_device_id)
     # device "gpu", onnxruntime: replay graphs whose shapes repeat as CUDA graphs (musicgen.cuda_graphs).
@@ -72,6 +76,8 @@ class OnnxRunner(GraphRunner):
         if options.threads:
             so.intra_op_num_threads = options.threads
         so.add_session_config_entry("session.intra_op.allow_spinning", "1" if options.allow_spinning else "0")
+        if not options.prepack_weights:
+            so.add_session_config_entry("session.disable_prepacking", "1")
         cuda_options = {"enable_cuda_graph": "1" if options.cuda_graphs else "0", "use_tf32": "1" if options.tf32 else "0"}
         self._session = ort.InferenceSession(model if isinstance(model, bytes) else str(model), so,
                                              providers=onnx_providers(options.device, options.device_id, cuda_options))

@@ -11,7 +11,7 @@ def config(**params):
 def test_defaults_when_absent():
     assert read_parameters({}, COMPONENT_PARAMETERS) == {
         "backend": "onnxruntime", "device": "cpu", "threads": 0, "use_onednn": False, "allow_spinning": False,
-        "precision": "fp32", "cuda_graphs": False, "tf32": False}
+        "prepack_weights": True, "precision": "fp32", "cuda_graphs": False, "tf32": False}
 
 
 def test_text2music_takes_the_runtime_parameters_and_its_engine_limits():

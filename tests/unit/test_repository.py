@@ -38,7 +38,7 @@ def test_component_config_parameters_round_trip(tmp_path):
     cfg = parse((folder / "config.pbtxt").read_text())
     assert {k: v.string_value for k, v in cfg.parameters.items()} == {
         "backend": "paddle", "device": "cpu", "threads": "0", "use_onednn": "false", "allow_spinning": "false",
-        "precision": "fp32", "cuda_graphs": "false", "tf32": "false"}
+        "prepack_weights": "true", "precision": "fp32", "cuda_graphs": "false", "tf32": "false"}
     assert cfg.instance_group[0].count == 2
     assert list(cfg.input[0].dims) == [-1, -1, -1, -1]
     assert (folder / "1" / "model.py").exists()
