@@ -37,9 +37,11 @@ same callers over HTTP to the `caption` and `chatglm` models of a tritonserver w
 from __future__ import annotations
 
 import argparse
+import gc
 import io
 import json
 import logging
+import os
 import shlex
 import shutil
 import statistics
@@ -328,6 +330,12 @@ def per_token_ms(repository: Path, graphs, llm: str, context: int, steps: int, b
 
 
 # ---- report ------------------------------------------------------------------------------------------------
+def current_rss_gb() -> float:
+    """This process's resident memory now (not its peak: what the loaded graphs hold is measured)."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e9
+
+
 def report(args, rows: List[dict], context_rows: List[dict], inflight_rows: List[dict]) -> str:
     lines = [
         "# LLM stages: prefill and decode, every way they run",
@@ -345,14 +353,15 @@ def report(args, rows: List[dict], context_rows: List[dict], inflight_rows: List
         contexts = sorted({r["context"] for r in context_rows})
         lines += ["", f"Decode step time, ms, min / median of {args.steps - 1} steps, after a prefill of C positions "
                   "(batch B):", "",
-                  "| stage | way | B | " + " | ".join(f"C={c}" for c in contexts)
-                  + f" | C={contexts[-1]} / C={contexts[0]} (min) |", "|---|---|---|" + "---|" * (len(contexts) + 1)]
+                  "| stage | way | graphs GB | B | " + " | ".join(f"C={c}" for c in contexts)
+                  + f" | C={contexts[-1]} / C={contexts[0]} (min) |", "|---|---|---|---|" + "---|" * (len(contexts) + 1)]
         for key in dict.fromkeys((r["llm"], r["way"], r["batch"]) for r in context_rows):
             ms = {r["context"]: r for r in context_rows if (r["llm"], r["way"], r["batch"]) == key}
             cells = [f"{ms[c]['min_ms']:.2f} / {ms[c]['median_ms']:.2f}" if c in ms else "" for c in contexts]
             complete = len(ms) == len(contexts)
             ratio = f"{ms[contexts[-1]]['min_ms'] / ms[contexts[0]]['min_ms']:.2f}×" if complete else ""
-            lines.append(f"| {key[0]} | {key[1]} | {key[2]} | " + " | ".join(cells) + f" | {ratio} |")
+            loaded = next(iter(ms.values()))["graphs_gb"]
+            lines.append(f"| {key[0]} | {key[1]} | {loaded:.2f} | {key[2]} | " + " | ".join(cells) + f" | {ratio} |")
     if inflight_rows:
         lines += ["", f"In-flight batching: {args.new_tokens} new tokens per request, {args.rounds} requests per "
                   "caller, generated tokens/s over the wall time (mean request latency, s):", "",
@@ -382,6 +391,9 @@ def main(argv=None) -> int:
     parser.add_argument("--precisions", nargs="+", default=[FP32], choices=PRECISIONS,
                         help="onnxruntime: the graphs' ONNX variants to run in process and numpy (exported with "
                         "--precision); fp32 always runs first, as the tokens' reference")
+    parser.add_argument("--prepack", nargs="+", default=["on"], choices=["on", "off"],
+                        help="onnxruntime: with and/or without its weight prepacking (model parameter "
+                        "prepack_weights; off holds ≈1× the weights instead of ≈1.75×)")
     parser.add_argument("--threads", type=int, default=0,
                         help="intra-op threads of the in-process graphs (the served in_process stages' too); "
                         "0: the runtime's choice")
@@ -412,8 +424,11 @@ def main(argv=None) -> int:
         record("eager", eager_runs(args.build, args.preset, args.llms))
     names = [name for llm in args.llms for name in LLMS[llm]]
     variants = [FP32] + [p for p in args.precisions if p != FP32]
-    for backend, precision in [(b, p) for b in args.backends for p in (variants if b == "onnxruntime" else [FP32])]:
-        options = RuntimeOptions(backend=backend, threads=args.threads, precision=precision)
+    runtimes = [(b, p, pack) for b in args.backends for p in (variants if b == "onnxruntime" else [FP32])
+                for pack in (args.prepack if b == "onnxruntime" else ["on"])]
+    for backend, precision, prepack in runtimes:
+        options = RuntimeOptions(backend=backend, threads=args.threads, precision=precision,
+                                 prepack_weights=prepack == "on")
         ways = {"in_process": lambda: InProcessGraphs(repository, names, options, dict.fromkeys(names, precision)),
                 "numpy": lambda: ServedGraphs(local_stage_runner(repository, names, options))}
         if "inflight" in args.ways:
@@ -429,8 +444,12 @@ def main(argv=None) -> int:
         for way, make in ways.items():
             if way not in args.ways:
                 continue
+            graphs = None  # the previous runtime's graphs go first: what these hold is measured alone
+            gc.collect()
+            before = current_rss_gb()
             graphs = make()
-            label = f"{way}/{backend}" + (f"/{precision}" if len(variants) > 1 else "")
+            label = (f"{way}/{backend}" + (f"/{precision}" if len(variants) > 1 else "")
+                     + (f"/prepack-{prepack}" if len(args.prepack) > 1 and backend == "onnxruntime" else ""))
             record(label, recipe_runs(repository, graphs, args.llms), precision if len(variants) > 1 else "")
             for llm in args.llms:
                 cases = [(c, 1) for c in args.contexts]
@@ -440,6 +459,12 @@ def main(argv=None) -> int:
                     ms = per_token_ms(repository, graphs, llm, context, args.steps, batch)
                     context_rows.append({"llm": llm, "way": label, "context": context, "batch": batch, **ms})
                     logger.info("%s", json.dumps(context_rows[-1]))
+            # Resident after the runs, not after the load: onnxruntime maps an external-data file and pages it in
+            # as the graph first reads it. The few MB of KV cache buffers are included.
+            held_gb = current_rss_gb() - before
+            logger.info("%s: the graphs hold %.2f GB", label, held_gb)
+            for row in context_rows:
+                row.setdefault("graphs_gb", held_gb)
     if "served_inflight" in args.ways:
         from musicgen.serving import TritonServer, free_ports
 

@@ -34,8 +34,9 @@ def main(argv=None) -> int:
     sampler = MemorySampler(child.pid, args.interval).start()
     child.wait()
     sampler.stop()
-    logger.info("exit %d after %.0f s; peak RSS of the process tree %.2f GB (%d processes at that moment)",
-                child.returncode, time.time() - started, sampler.peak_bytes / 1e9, sampler.peak_processes)
+    logger.info("exit %d after %.0f s; peak RSS of the process tree %.2f GB (%d processes at that moment, %s)",
+                child.returncode, time.time() - started, sampler.peak_bytes / 1e9, sampler.peak_processes,
+                time.strftime("%H:%M:%S", time.localtime(sampler.peak_at)))
     return child.returncode
 
 

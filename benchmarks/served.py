@@ -303,6 +303,7 @@ class MemorySampler:
     interval_s: float = 0.2
     peak_bytes: int = 0
     peak_processes: int = 0
+    peak_at: float = 0.0  # time.time() of the peak: to find it in the command's own log
     _window_bytes: int = 0
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: Optional[threading.Thread] = None
@@ -310,7 +311,7 @@ class MemorySampler:
     def sample(self) -> None:
         rss, processes = tree_rss(self.pid)
         if rss > self.peak_bytes:
-            self.peak_bytes, self.peak_processes = rss, processes
+            self.peak_bytes, self.peak_processes, self.peak_at = rss, processes, time.time()
         self._window_bytes = max(self._window_bytes, rss)
 
     def _loop(self) -> None:
