@@ -47,7 +47,7 @@ demo: export
 
 # --- test: unit, export parity and end-to-end tests against a real tritonserver ----------------------
 test: export
-	MUSICGEN_REPOSITORY=$(REPO) MUSICGEN_LLM_BUILD=$(dir $(REPO)) $(PY) -m pytest -q tests
+	MUSICGEN_REPOSITORY=$(REPO) MUSICGEN_LLM_BUILD=$(dir $(REPO)) $(PY) -m pytest -q --durations=15 tests
 
 # --- bench: the serving benchmark (benchmarks/README.md) into benchmarks/results; BENCH_ARGS=--quick: smoke run
 bench: export
