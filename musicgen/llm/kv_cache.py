@@ -80,13 +80,17 @@ class KVCache:
         capacity = -(-needed // self.chunk) * self.chunk
         if self.limit is not None:
             capacity = min(capacity, self.limit)
+        self._resize(capacity)
+
+    def _resize(self, capacity: int) -> None:
+        """New buffers of `capacity` positions holding what is written (one copy per buffer)."""
         written = int(self.lengths.max(initial=0))
-        grown = []
+        resized = []
         for buffer in self._buffers:
-            bigger = self._allocate(self.rows, capacity)
-            bigger[:, :, :written] = buffer[:, :, :written]
-            grown.append(bigger)
-        self._buffers = grown
+            fresh = self._allocate(self.rows, capacity)
+            fresh[:, :, :written] = buffer[:, :, :written]
+            resized.append(fresh)
+        self._buffers = resized
 
     def buffers(self, rows: Optional[int] = None) -> List[np.ndarray]:
         """The graph's cache inputs for the first `rows` rows, in `cache_input_names` order (views, no copy)."""
@@ -174,16 +178,9 @@ class KVCache:
         """Shrink the capacity to the longest row's positions, rounded up to `chunk` (0 when every row is empty),
         copying what is written once. After a long sequence leaves, the others' steps stop attending over (and
         the process stops holding) the slots only it used."""
-        written = int(self.lengths.max(initial=0))
-        capacity = -(-written // self.chunk) * self.chunk
-        if capacity >= self.capacity:
-            return
-        smaller = []
-        for buffer in self._buffers:
-            fitted = self._allocate(self.rows, capacity)
-            fitted[:, :, :written] = buffer[:, :, :written]
-            smaller.append(fitted)
-        self._buffers = smaller
+        capacity = -(-int(self.lengths.max(initial=0)) // self.chunk) * self.chunk
+        if capacity < self.capacity:
+            self._resize(capacity)
 
 
 class CachedStep:
