@@ -2,11 +2,9 @@
 
 Recipe (measured in FEASIBILITY.md): `paddle.jit.to_static(full_graph=True)` + `paddle.jit.save` writes a PIR
 program (model.json + model.pdiparams); paddle2onnx turns that into ONNX. paddle2onnx abort()s the whole
-process on an unsupported op, so it always runs in a child process. Parity runs both graphs on the same inputs as
-the eager module and compares: the ONNX graph through the onnxruntime session the server uses, the Paddle graph
-through `paddle.jit.load` (`SavedProgram`: the same program, parameters and CPU kernels paddle.inference runs, at
-≈ 1.1× the parameters' bytes where paddle.inference's load peaks at 2.5× on ChatGLM; export/LLM.md, "Export
-memory"). paddle.inference itself is checked against eager by the tests (tests/export, tests/llm).
+process on an unsupported op, so it always runs in a child process. Parity runs both graphs through the same
+runtime the server uses (onnxruntime without its weight prepacking, a second copy of the weights that only speeds
+multi-row products up) and compares with the eager module on the same inputs.
 """
 from __future__ import annotations
 
@@ -135,27 +133,8 @@ def compare(reference: np.ndarray, candidate: np.ndarray) -> tuple:
     return float(diff.max()), float(diff.max() / scale)
 
 
-class SavedProgram:
-    """A saved Paddle program run through `paddle.jit.load`, numpy in and out, as parity runs the Paddle format."""
-
-    def __init__(self, version_dir: Path):
-        import paddle
-
-        self._layer = paddle.jit.load(str(Path(version_dir) / PADDLE_DIR / Path(PADDLE_PROGRAM).stem))
-        self.input_names = list(self._layer._input_args_names)
-
-    def run(self, feeds: Dict[str, np.ndarray]) -> List[np.ndarray]:
-        import paddle
-
-        with paddle.no_grad():
-            outputs = self._layer(*[paddle.to_tensor(np.ascontiguousarray(feeds[n])) for n in self.input_names])
-        return [o.numpy() for o in (outputs if isinstance(outputs, (list, tuple)) else [outputs])]
-
-
 def _parity_runner(version_dir: Path, backend: str):
     """Without onnxruntime's weight prepacking (a second copy of the weights, for speed parity does not need)."""
-    if backend == "paddle":
-        return SavedProgram(version_dir)
     return open_graph(version_dir, RuntimeOptions(backend=backend, prepack_weights=False))
 
 
