@@ -133,11 +133,6 @@ def compare(reference: np.ndarray, candidate: np.ndarray) -> tuple:
     return float(diff.max()), float(diff.max() / scale)
 
 
-def _parity_runner(version_dir: Path, backend: str):
-    """Without onnxruntime's weight prepacking (a second copy of the weights, for speed parity does not need)."""
-    return open_graph(version_dir, RuntimeOptions(backend=backend, prepack_weights=False))
-
-
 def check_parity(
     component: str,
     version_dir: Path,
@@ -151,7 +146,8 @@ def check_parity(
     write parity.json, raise if any output is off."""
     results = []
     for backend in backends:
-        runner = _parity_runner(version_dir, backend)
+        # No onnxruntime weight prepacking: a second copy of the weights, for speed parity does not need.
+        runner = open_graph(version_dir, RuntimeOptions(backend=backend, prepack_weights=False))
         for case, feeds in cases.items():
             got = runner.run(feeds)
             for name, ref, out in zip(output_names, expected[case], got):

@@ -45,7 +45,7 @@ class RuntimeOptions:
     allow_spinning: bool = False
     # onnxruntime on CPU: repack the matrix products' weights for its kernels at load. Batched decode and prefill
     # run faster so (≈1.8× and 1.1× on the real-width ChatGLM step), at ≈1.75× the weights in memory instead of
-    # ≈1×; off, a one-row decode step is no slower (export/LLM.md, "Memory at real size").
+    # ≈1×; off, a one-row decode step is no slower (export/LLM.md, "Export memory").
     prepack_weights: bool = True
     precision: str = FP32  # which ONNX variant file (onnx_file); the Paddle graph is fp32 only
     device_id: int = 0  # the GPU of a device "gpu" graph (Triton's model_instance_device_id)

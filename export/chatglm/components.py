@@ -46,8 +46,8 @@ class ChatGLMStep(paddle.nn.Layer):
         )
         # hidden is [seq, batch, hidden]: the last position's logits. The product with the tied embedding weight
         # is written with transpose_y: paddlenlp's head, `F.linear(h, weight.T)`, traces to a transpose of the
-        # whole [vocab, hidden] weight, which every Paddle run materialized (+2.1 GB and seconds at real width)
-        # and onnxruntime folded into a second copy at load. Same product, same numbers (parity below).
+        # whole [vocab, hidden] weight, which paddle.inference materialized at load and every run again (at real
+        # width +2.1 GB each, and seconds). Same product, same numbers (parity below; export/LLM.md).
         logits = paddle.matmul(hidden[-1:], self.lm_head.decoder_weight, transpose_y=True)[0]
         return logits.astype("float32"), paddle.stack([paddle.stack([key, value]) for key, value in caches])
 
