@@ -98,6 +98,19 @@ def engine(max_active=8, max_waiting=64, run=None, **kwargs):
                      chunk=4, **kwargs)
 
 
+def bystanders(batch, requests):
+    """Requests sharing the engine with the one a test is about; each must still get its tokens alone."""
+    return [batch.submit(ToyFeeds(prompt), config) for prompt, config in requests]
+
+
+def tokens(futures):
+    return [future.result().row() for future in futures]
+
+
+def tokens_alone(requests):
+    return [alone(prompt, config) for prompt, config in requests]
+
+
 def drive(engine_, futures, limit=200):
     for _ in range(limit):
         if all(f.done() for f in futures):
@@ -114,7 +127,7 @@ def test_the_toy_step_depends_on_the_past_and_the_configs_differ():
 
 @pytest.mark.parametrize("max_active", [1, 2, 3, 8])
 def test_tokens_batched_equal_tokens_alone_as_requests_join_and_leave(max_active):
-    expected = [alone(prompt, config) for prompt, config in REQUESTS]
+    expected = tokens_alone(REQUESTS)
     batch = engine(max_active)
     futures = []
     for prompt, config in REQUESTS:  # one joins per iteration while earlier ones are mid-decode
@@ -122,7 +135,7 @@ def test_tokens_batched_equal_tokens_alone_as_requests_join_and_leave(max_active
         batch.step()
         assert batch.active <= max_active
     drive(batch, futures)
-    assert [f.result().row() for f in futures] == expected
+    assert tokens(futures) == expected
     assert batch.idle and batch.cache.lengths.tolist() == [0] * max_active
     assert batch.cache.capacity == 0  # an idle engine holds no cache
 
@@ -160,12 +173,12 @@ def test_a_cancelled_request_stops_at_the_next_token_and_only_it():
 
     batch = engine()
     cancelled = batch.submit(ToyFeeds([1, 2, 3]), GREEDY, keep_going)
-    others = [batch.submit(ToyFeeds(prompt), config) for prompt, config in REQUESTS[1:3]]
+    others = bystanders(batch, REQUESTS[1:3])
     drive(batch, [cancelled] + others)
     with pytest.raises(CancelledError, match="after 3 of at most 9 new tokens") as info:
         cancelled.result()
     assert status_of(info.value) == "cancelled"
-    assert [f.result().row() for f in others] == [alone(p, c) for p, c in REQUESTS[1:3]]
+    assert tokens(others) == tokens_alone(REQUESTS[1:3])
 
 
 def test_a_waiting_request_whose_caller_left_is_answered_without_a_row():
@@ -182,12 +195,12 @@ def test_a_waiting_request_whose_caller_left_is_answered_without_a_row():
 def test_non_finite_logits_fail_their_row_never_the_engine():
     batch = engine()
     poisoned = batch.submit(ToyFeeds([1, 2], poison_after=3), GREEDY)
-    others = [batch.submit(ToyFeeds(prompt), config) for prompt, config in REQUESTS[1:4]]
+    others = bystanders(batch, REQUESTS[1:4])
     drive(batch, [poisoned] + others)
     with pytest.raises(BadOutputError, match="toy_step failed: produced .* non-finite values .* at token 4") as info:
         poisoned.result()
     assert status_of(info.value) == "internal"
-    assert [f.result().row() for f in others] == [alone(p, c) for p, c in REQUESTS[1:4]]
+    assert tokens(others) == tokens_alone(REQUESTS[1:4])
 
 
 def test_a_failing_graph_call_fails_its_rows_and_the_engine_serves_the_next_ones():
@@ -231,7 +244,7 @@ def test_the_waiting_queue_is_bounded_and_a_stopped_engine_refuses():
     batch.step()  # one admitted: a waiting place frees up
     accepted.append(batch.submit(ToyFeeds([2]), GREEDY))
     drive(batch, accepted)
-    assert [f.result().row() for f in accepted] == [alone([1], GREEDY)] * 2 + [alone([2], GREEDY)]
+    assert tokens(accepted) == [alone([1], GREEDY)] * 2 + [alone([2], GREEDY)]
     batch.stop()
     with pytest.raises(UnavailableError, match="shutting down"):
         batch.submit(ToyFeeds([1]), GREEDY)
@@ -262,7 +275,7 @@ def test_concurrent_callers_on_the_serving_thread_get_their_own_tokens():
     batch.stop()
     loop.join(timeout=60)
     assert not loop.is_alive()
-    assert [results[i].row() for i in range(len(REQUESTS))] == [alone(p, c) for p, c in REQUESTS]
+    assert [results[i].row() for i in range(len(REQUESTS))] == tokens_alone(REQUESTS)
 
 
 def test_stopping_answers_the_waiting_requests():
