@@ -48,6 +48,11 @@ def configure_logging() -> None:
 PRESET_SHARD_SIZE = "1GB"
 
 
+def read_config(folder: Path) -> dict:
+    """A save_pretrained folder's config.json."""
+    return json.loads((Path(folder) / "config.json").read_text())
+
+
 def preset_folder(family: str, preset: str, layers: Optional[int] = None) -> str:
     """The weights folder name of a random-weight preset, `--layers` included so depths do not overwrite each
     other."""
@@ -280,9 +285,10 @@ def log_peak_memory(component: str, phase: str) -> None:
     logger.info("%s: peak RSS %.2f GB after %s", component, peak_kib * 1024 / 1e9, phase)
 
 
-def run_job(family: str, component: str, weights: Path, version_dir: Path) -> None:
-    """Export one component in a child process (export.job); its log streams through, failures raise."""
-    cmd = [sys.executable, "-m", "export.job", family, component, str(weights), str(version_dir)]
+def run_job(family: str, component: str, weights: Path, repository: Path, serving_json: str) -> None:
+    """Export one component, its served config included, in a child process (export.job); its log streams
+    through, failures raise."""
+    cmd = [sys.executable, "-m", "export.job", family, component, str(weights), str(repository), serving_json]
     proc = subprocess.run(cmd, env=_child_env())
     if proc.returncode != 0:
         raise ExportError(f"exporting {family}/{component} failed (exit {proc.returncode}); see the log above")

@@ -6,17 +6,18 @@ Every config is a `musicgen.repository.ModelEntry` filled into the one template;
 """
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Dict, Mapping, Tuple
+from typing import Mapping, Sequence, Tuple
 
 from musicgen.params import COMPONENT_PARAMETERS, IMAGE2MUSIC_PARAMETERS, TEXT2MUSIC_PARAMETERS, TEXTGEN_PARAMETERS
 from musicgen.precision import FP32, render_precisions
 from musicgen.repository import ModelEntry, write_model
 from musicgen_client import interface as api
 
-from .core import Component, run_job
+from .core import Component, export_component, run_job
 
 logger = logging.getLogger(__name__)
 
@@ -48,18 +49,34 @@ class Serving:
         return {"backend": self.backend, "device": self.device, "precision": render_precisions(self.precisions),
                 "cuda_graphs": self.device == "gpu" and self.backend == "onnxruntime"}
 
+    def to_json(self) -> str:
+        return json.dumps({"backend": self.backend, "device": self.device, "precisions": dict(self.precisions),
+                           "gpus": list(self.gpus)})
+
+    @classmethod
+    def from_json(cls, text: str) -> "Serving":
+        fields = json.loads(text)
+        return cls(**(fields | {"gpus": tuple(fields["gpus"])}))
+
     @property
     def instance_kind(self) -> str:
         return "KIND_GPU" if self.device == "gpu" else "KIND_CPU"
 
 
-def export_components(family: str, components: Dict[str, Component], weights: Path, repository: Path,
-                      serving: Serving) -> None:
-    """Each component: its served config, then its graphs exported in a child process into `<name>/1/`."""
-    for i, (name, component) in enumerate(components.items(), 1):
-        logger.info("[%d/%d] exporting %s from %s", i, len(components), name, weights)
-        folder = write_model(repository, serving.component_entry(component.served_spec(weights)))
-        run_job(family, name, weights, folder / "1")
+def export_components(family: str, names: Sequence[str], weights: Path, repository: Path, serving: Serving) -> None:
+    """Each named component of `family` exported in a child process (export.job: its served config, then its
+    graphs into `<name>/1/`). This process never loads the family's components module: that imports paddle
+    (≈ 0.3 GB resident), which would stay here beside the child's peak while it traces."""
+    for i, name in enumerate(names, 1):
+        logger.info("[%d/%d] exporting %s from %s", i, len(names), name, weights)
+        run_job(family, name, weights, repository, serving.to_json())
+
+
+def export_component_model(component: Component, weights: Path, repository: Path, serving: Serving) -> Path:
+    """A component's served config in `repository`, its graphs exported into its version folder (in export.job)."""
+    folder = write_model(repository, serving.component_entry(component.served_spec(weights)))
+    export_component(component, weights, folder / "1")
+    return folder
 
 
 # The stage models: their backend folder under model_repository/ is named after the model.

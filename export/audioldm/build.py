@@ -13,7 +13,6 @@ from musicgen_client import interface as api
 
 from ..serving import Serving, export_components, stage_asset_folders, write_stage
 from . import clap
-from .components import COMPONENTS
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +59,7 @@ def export_family(weights: Path, repository: Path, serving: Serving) -> None:
         logger.info("no %s/ folder in %s: %s not exported, candidates will not be ranked", clap.CLAP_DIR, weights,
                     api.AUDIOLDM_CLAP_AUDIO)
         shutil.rmtree(Path(repository) / api.AUDIOLDM_CLAP_AUDIO, ignore_errors=True)  # a stale one would rank
-    components = {name: c for name, c in COMPONENTS.items() if with_clap or name != api.AUDIOLDM_CLAP_AUDIO}
+    components = [c.name for c in api.AUDIOLDM_COMPONENTS] + ([api.AUDIOLDM_CLAP_AUDIO] if with_clap else [])
     export_components("audioldm", components, weights, repository, serving)
     if with_clap:
         clap.copy_feature_config(weights, Path(repository) / api.AUDIOLDM_CLAP_AUDIO / "1")

@@ -16,7 +16,7 @@ import paddle.nn.functional as F
 
 from musicgen_client import interface as api
 
-from ..core import Component
+from ..core import Component, read_config
 from . import clap, patches
 
 
@@ -86,14 +86,8 @@ def _load_vocoder(weights: Path):
     return Vocoder(SpeechT5HifiGan.from_pretrained(str(weights / "vocoder")))
 
 
-def read_config(weights: Path, sub: str) -> dict:
-    import json
-
-    return json.loads((Path(weights) / sub / "config.json").read_text())
-
-
 def _sample_text(weights: Path, rng: np.random.Generator) -> Dict[str, np.ndarray]:
-    vocab = read_config(weights, "text_encoder")["vocab_size"]
+    vocab = read_config(weights / "text_encoder")["vocab_size"]
     ids = rng.integers(4, vocab, size=(2, 20)).astype("int64")
     mask = np.ones_like(ids)
     mask[1, 12:] = 0  # a padded row, as the pipeline sends
@@ -101,9 +95,9 @@ def _sample_text(weights: Path, rng: np.random.Generator) -> Dict[str, np.ndarra
 
 
 def _sample_unet(weights: Path, rng: np.random.Generator) -> Dict[str, np.ndarray]:
-    cfg = read_config(weights, "unet")
-    mel_bins = read_config(weights, "vocoder")["model_in_dim"]
-    vae_scale = 2 ** (len(read_config(weights, "vae")["block_out_channels"]) - 1)
+    cfg = read_config(weights / "unet")
+    mel_bins = read_config(weights / "vocoder")["model_in_dim"]
+    vae_scale = 2 ** (len(read_config(weights / "vae")["block_out_channels"]) - 1)
     # An odd latent height on purpose: the served graph must take lengths that are not a multiple of the
     # UNet's down-sampling factor, as the eager model does.
     height = 2 ** (len(cfg["block_out_channels"]) - 1) * 3 + 1
@@ -115,14 +109,14 @@ def _sample_unet(weights: Path, rng: np.random.Generator) -> Dict[str, np.ndarra
 
 
 def _sample_vae(weights: Path, rng: np.random.Generator) -> Dict[str, np.ndarray]:
-    cfg = read_config(weights, "vae")
-    mel_bins = read_config(weights, "vocoder")["model_in_dim"]
+    cfg = read_config(weights / "vae")
+    mel_bins = read_config(weights / "vocoder")["model_in_dim"]
     vae_scale = 2 ** (len(cfg["block_out_channels"]) - 1)
     return {"latents": rng.standard_normal((1, cfg["latent_channels"], 13, mel_bins // vae_scale)).astype("float32")}
 
 
 def _sample_vocoder(weights: Path, rng: np.random.Generator) -> Dict[str, np.ndarray]:
-    mel_bins = read_config(weights, "vocoder")["model_in_dim"]
+    mel_bins = read_config(weights / "vocoder")["model_in_dim"]
     return {"mel_spectrogram": rng.standard_normal((1, 37, mel_bins)).astype("float32")}
 
 

@@ -16,7 +16,6 @@ Written (each folder with its config.pbtxt; version folder `1/`):
 """
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Optional
@@ -27,11 +26,10 @@ from musicgen.llm.feeds import KVShape
 from musicgen.llm.recipes import TextGenConfig
 from musicgen_client import interface as api
 
-from ..core import preset_folder
+from ..core import preset_folder, read_config
 from ..precision import write_graph_variants
 from ..serving import Serving, export_components, write_stage
 from ..textgen import check_files, write_stage_assets
-from .components import COMPONENTS
 from .presets import PRESETS, build_random_chatglm
 
 logger = logging.getLogger(__name__)
@@ -46,7 +44,7 @@ def build_preset(preset: str, weights_root: Path, layers: Optional[int] = None) 
 
 def chatglm_config(weights: Path, tokenizer) -> TextGenConfig:
     """paddlenlp's ChatGLM Taskflow defaults, as the original calls it (musicgen.llm.prompts)."""
-    cfg = json.loads((Path(weights) / "config.json").read_text())
+    cfg = read_config(weights)
     heads = cfg["num_attention_heads"]
     generation = GenerationConfig(
         max_new_tokens=prompts.CHATGLM_MAX_NEW_TOKENS, decode_strategy=SAMPLING, top_k=prompts.CHATGLM_TOP_K,
@@ -77,7 +75,10 @@ def write_chatglm_assets(weights: Path, repository: Path) -> None:
 def export_family(weights: Path, repository: Path, serving: Serving) -> None:
     weights = Path(weights).resolve()
     check_files(weights, REQUIRED_FILES, "ChatGLM save_pretrained")
-    export_components("chatglm", COMPONENTS, weights, repository, serving)
+    export_components("chatglm", [c.name for c in api.CHATGLM_COMPONENTS], weights, repository, serving)
     write_chatglm_assets(weights, repository)
-    write_graph_variants(COMPONENTS, weights, repository, serving.precisions, stage=api.CHATGLM)
+    if serving.precisions:
+        from .components import COMPONENTS
+
+        write_graph_variants(COMPONENTS, weights, repository, serving.precisions, stage=api.CHATGLM)
     write_stage(repository, api.CHATGLM, serving)

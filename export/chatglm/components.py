@@ -6,7 +6,6 @@ position] ids, then one row/column more per step); the KV cache crosses the boun
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Dict
 
@@ -16,7 +15,7 @@ import paddle
 from musicgen.llm.feeds import KVShape
 from musicgen_client import interface as api
 
-from ..core import Component, UnsupportedModel
+from ..core import Component, UnsupportedModel, read_config
 from ..kv_cache import KVLayout, eager_reference, laid_out_case
 from . import patches
 
@@ -85,7 +84,7 @@ def _load_step(weights: Path) -> ChatGLMStep:
 
 
 def _dims(weights: Path):
-    cfg = json.loads((Path(weights) / "config.json").read_text())
+    cfg = read_config(weights)
     heads = cfg["num_attention_heads"]
     return cfg["num_hidden_layers"], heads, cfg["hidden_size"] // heads, cfg["vocab_size"]
 

@@ -30,11 +30,10 @@ from musicgen.llm.image import PREPROCESS_FILE, ImagePreprocessConfig
 from musicgen.llm.recipes import TextGenConfig
 from musicgen_client import interface as api
 
-from ..core import ExportError, preset_folder
+from ..core import ExportError, preset_folder, read_config
 from ..precision import write_graph_variants
 from ..serving import Serving, export_components, write_stage
 from ..textgen import check_files, write_stage_assets
-from .components import COMPONENTS, read_config
 from .presets import PRESETS, build_random_minigpt4
 
 logger = logging.getLogger(__name__)
@@ -93,7 +92,10 @@ def write_caption_assets(weights: Path, repository: Path) -> None:
 def export_family(weights: Path, repository: Path, serving: Serving) -> None:
     weights = Path(weights).resolve()
     check_files(weights, REQUIRED_FILES, "MiniGPT4 save_pretrained")
-    export_components("minigpt4", COMPONENTS, weights, repository, serving)
+    export_components("minigpt4", [c.name for c in api.MINIGPT4_COMPONENTS], weights, repository, serving)
     write_caption_assets(weights, repository)
-    write_graph_variants(COMPONENTS, weights, repository, serving.precisions, stage=api.CAPTION)
+    if serving.precisions:
+        from .components import COMPONENTS
+
+        write_graph_variants(COMPONENTS, weights, repository, serving.precisions, stage=api.CAPTION)
     write_stage(repository, api.CAPTION, serving)

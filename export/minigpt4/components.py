@@ -8,7 +8,6 @@ served interface; the step reads per-layer cache buffers and returns only its ne
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Dict
 
@@ -18,7 +17,7 @@ import paddle
 from musicgen.llm.feeds import KVShape
 from musicgen_client import interface as api
 
-from ..core import Component
+from ..core import Component, read_config
 from ..kv_cache import KVLayout, eager_reference, laid_out_case
 from . import patches
 
@@ -112,10 +111,6 @@ def _load_step(weights: Path) -> LlamaStep:
     patches.check_supported(model.config.text_config)
     patches.register_rotary_buffers(model.language_model.llama)
     return LlamaStep(model)
-
-
-def read_config(weights: Path) -> dict:
-    return json.loads((Path(weights) / "config.json").read_text())
 
 
 def _llm_dims(weights: Path):
