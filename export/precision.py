@@ -68,6 +68,7 @@ def write_variant(version_dir: Path, precision: str, calibration: Sequence[Feeds
 
     version_dir = Path(version_dir)
     source, target = version_dir / ONNX_FILE, version_dir / onnx_file(precision)
+    target.with_name(f"{target.name}.data").unlink(missing_ok=True)  # a stale one: appended to, or left over
     if precision == "fp16":
         import onnx
         from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
@@ -80,11 +81,17 @@ def write_variant(version_dir: Path, precision: str, calibration: Sequence[Feeds
                                          op_block_list=DEFAULT_OP_BLOCK_LIST + list(fp32_ops))
         _save(model, target)
         return target
+    # A graph past protobuf's 2 GB keeps its weights in `model.onnx.data` (export.external_data): the quantizers
+    # must then write theirs beside their files too, or they fail serializing (the variant is then
+    # `model.<precision>.onnx` + `.data`, which the runtime's manifest check knows).
+    external = has_external_data(version_dir)
     with tempfile.TemporaryDirectory(dir=version_dir) as tmp:
         prepared = Path(tmp) / "prepared.onnx"
-        quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+        quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True, save_as_external_data=external,
+                          all_tensors_to_one_file=True, external_data_location=f"{prepared.name}.data")
         if precision == "int8-dynamic":
-            quantize_dynamic(prepared, target, weight_type=QuantType.QInt8, per_channel=False)
+            quantize_dynamic(prepared, target, weight_type=QuantType.QInt8, per_channel=False,
+                             use_external_data_format=external)
         elif precision == "int8-static":
             if not calibration:
                 raise ExportError(f"{version_dir}: int8-static needs calibration inputs")
@@ -93,11 +100,16 @@ def write_variant(version_dir: Path, precision: str, calibration: Sequence[Feeds
                 activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                 # MinMax keeps only each tensor's min and max per run: small at any model size. (Its
                 # CalibMaxIntermediateOutputs option drops the collected data in onnxruntime 1.32: not used.)
-                calibrate_method=CalibrationMethod.MinMax,
+                calibrate_method=CalibrationMethod.MinMax, use_external_data_format=external,
             )
         else:
             raise ValueError(f"no variant {precision!r}: choose from {', '.join(VARIANTS)}")
     return target
+
+
+def has_external_data(version_dir: Path) -> bool:
+    """Whether the folder's fp32 graph keeps its weights outside the protobuf."""
+    return (Path(version_dir) / f"{ONNX_FILE}.data").exists()
 
 
 # Kept in fp32 inside the LLMs' fp16 graphs: LLaMA's RMSNorm squares the hidden state and averages it (Pow,

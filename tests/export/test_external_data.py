@@ -9,6 +9,7 @@ import pytest
 
 from export.core import convert_to_onnx, save_paddle_inference
 from export.external_data import attach_external_weights, program_parameters, stored_parameters, stored_tensors
+from export.precision import has_external_data, write_variant
 from musicgen import manifest
 from musicgen.runtime import ONNX_FILE, PADDLE_DIR, PADDLE_PARAMS, PADDLE_PROGRAM, RuntimeOptions, open_graph
 
@@ -109,3 +110,22 @@ def test_weights_are_not_attached_twice(saved_graph, tmp_path):
     single.write_bytes((version / ONNX_FILE).read_bytes())
     with pytest.raises(ValueError, match="not a weight-free conversion"):
         attach_external_weights(single, paddle_dir / PADDLE_PROGRAM, paddle_dir / PADDLE_PARAMS)
+
+
+@pytest.mark.parametrize("precision", ["fp16", "int8-dynamic"])
+def test_precision_variant_of_an_external_data_graph_equals_the_single_file_ones(saved_graph, tmp_path, precision):
+    """The quantizers are told to keep an external-data graph's weights outside theirs too (without, quantizing
+    one fails even when it is small); the variant is the one the single-file graph gives."""
+    version, _, feeds = saved_graph
+    outputs = {}
+    for name, external_above in (("single", None), ("external", 0)):
+        folder = tmp_path / name / "1"
+        (folder / PADDLE_DIR).mkdir(parents=True)
+        for file in (PADDLE_PROGRAM, PADDLE_PARAMS):
+            (folder / PADDLE_DIR / file).write_bytes((version / PADDLE_DIR / file).read_bytes())
+        convert_to_onnx(folder, **({} if external_above is None else {"external_above": external_above}))
+        assert has_external_data(folder) == (external_above is not None)
+        write_variant(folder, precision, calibration=())
+        manifest.write_manifest(folder)
+        outputs[name] = open_graph(folder, RuntimeOptions(precision=precision), check_manifest=True).run(feeds)
+    np.testing.assert_array_equal(outputs["external"][0], outputs["single"][0])
