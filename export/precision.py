@@ -69,22 +69,23 @@ def write_variant(version_dir: Path, precision: str, calibration: Sequence[Feeds
     version_dir = Path(version_dir)
     source, target = version_dir / ONNX_FILE, version_dir / onnx_file(precision)
     target.with_name(f"{target.name}.data").unlink(missing_ok=True)  # a stale one: appended to, or left over
+    # A graph past protobuf's 2 GB keeps its weights in `model.onnx.data` (export.external_data). Nothing may then
+    # serialize the whole model in memory: the fp16 converter's shape inference and the quantizers would fail.
+    external = has_external_data(version_dir)
     if precision == "fp16":
         import onnx
         from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
 
-        model = onnx.load(str(source))
+        model = _load_with_inferred_shapes(source) if external else onnx.load(str(source))
         _omit_empty_resize_scales(model)
         cache = kv_cache_tensors(model, version_dir.parent.name)
         kept_fp32 = [t.name for t in [*model.graph.input, *model.graph.output] if t.name not in cache]
-        model = convert_float_to_float16(model, keep_io_types=kept_fp32,
+        model = convert_float_to_float16(model, keep_io_types=kept_fp32, disable_shape_infer=external,
                                          op_block_list=DEFAULT_OP_BLOCK_LIST + list(fp32_ops))
         _save(model, target)
         return target
-    # A graph past protobuf's 2 GB keeps its weights in `model.onnx.data` (export.external_data): the quantizers
-    # must then write theirs beside their files too, or they fail serializing (the variant is then
-    # `model.<precision>.onnx` + `.data`, which the runtime's manifest check knows).
-    external = has_external_data(version_dir)
+    # The quantizers write their weights beside their files too (the variant is then `model.<precision>.onnx` +
+    # `.data`, which the runtime's manifest check knows).
     with tempfile.TemporaryDirectory(dir=version_dir) as tmp:
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True, save_as_external_data=external,
@@ -105,6 +106,19 @@ def write_variant(version_dir: Path, precision: str, calibration: Sequence[Feeds
         else:
             raise ValueError(f"no variant {precision!r}: choose from {', '.join(VARIANTS)}")
     return target
+
+
+def _load_with_inferred_shapes(path: Path):
+    """The graph with its value types inferred (what the fp16 converter needs), inferred from the files: onnx's
+    in-memory inference serializes the model, which past 2 GB protobuf cannot."""
+    import onnx
+
+    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+        inferred = Path(tmp) / path.name
+        onnx.shape_inference.infer_shapes_path(str(path), str(inferred))
+        model = onnx.load(str(inferred), load_external_data=False)
+    onnx.external_data_helper.load_external_data_for_model(model, str(path.parent))  # relative to the graph
+    return model
 
 
 def has_external_data(version_dir: Path) -> bool:

@@ -49,6 +49,33 @@ def test_graphs_past_2gb_carry_external_data_covered_by_the_manifest(real_width_
     assert {api.MINIGPT4_IMAGE_ENCODER, api.CHATGLM_LLM_STEP} <= set(past_limit)
 
 
+def chatglm_variant_errors(repository, weights, precision, out):
+    """Write a `precision` variant of the real-width ChatGLM step (2.9 GB, external data) into `out`, beside links
+    to the fp32 graph, and return its errors against fp32 on the export's parity cases (export.precision)."""
+    from export.chatglm.components import COMPONENTS
+    from export.core import parity_cases
+    from export.precision import LLM_FP32_OPS, compare_with_fp32, write_variant
+
+    version = out / api.CHATGLM_LLM_STEP / "1"
+    version.mkdir(parents=True)
+    for file in (ONNX_FILE, f"{ONNX_FILE}.data"):
+        (version / file).symlink_to((repository / api.CHATGLM_LLM_STEP / "1" / file).resolve())
+    write_variant(version, precision, calibration=(), fp32_ops=LLM_FP32_OPS)
+    component = COMPONENTS[api.CHATGLM_LLM_STEP]
+    return compare_with_fp32(version, precision, parity_cases(component, weights),
+                             [t.name for t in component.spec.outputs])
+
+
+@pytest.mark.parametrize("precision,logits_bound", [("fp16", 3e-2), ("int8-dynamic", 0.2)])
+def test_precision_variants_of_a_graph_past_2gb(real_width_build, tmp_path, precision, logits_bound):
+    """--precision on a graph whose weights are external data: the variant is written, loads, and stays near fp32
+    (fp16 within the LLM precision tests' bound; int8's error is larger and stated, export/LLM.md)."""
+    rows = isolated(chatglm_variant_errors, real_width_build.repository, real_width_build.chatglm_weights, precision,
+                    tmp_path)
+    logits = [r for r in rows if r["output"] == "logits"]
+    assert len(logits) == 2 and all(np.isfinite(r["max_rel"]) and r["max_rel"] <= logits_bound for r in logits), rows
+
+
 # ---- greedy tokens: graphs against eager paddlenlp, each side in its own process --------------------------------
 def eager_caption_ids(weights, image, stop_ids):
     from paddlenlp.transformers import MiniGPT4ForConditionalGeneration, MiniGPT4Processor
