@@ -82,3 +82,11 @@ def test_export_takes_gpus_only_with_the_gpu_device(tmp_path, capsys):
             export_main(["audioldm", "--preset", "tiny", "--out", str(tmp_path), *argv])
         assert exit_info.value.code == 2 and message in capsys.readouterr().err
     assert not any(tmp_path.iterdir())  # refused before anything was written
+
+
+@pytest.mark.parametrize("serving", list(SERVINGS.values()) + [Serving("paddle", precisions={api.AUDIOLDM_UNET: "fp16"})])
+def test_serving_crosses_to_the_export_job_unchanged(serving):
+    """export.job writes each component's config from the Serving its parent passed as JSON."""
+    restored = Serving.from_json(serving.to_json())
+    assert restored == serving and restored.component_entry(api.COMPONENTS_BY_NAME[api.AUDIOLDM_UNET]) == \
+        serving.component_entry(api.COMPONENTS_BY_NAME[api.AUDIOLDM_UNET])
