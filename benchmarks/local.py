@@ -23,9 +23,10 @@ import multiprocessing
 import resource
 import statistics
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
@@ -221,3 +222,28 @@ def measure(run: LocalRun, workload: Workload, repeats: int) -> List[Dict]:
     log.info("%s %s: loading in a child process", run.kind, "+".join(run.pipelines))
     with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
         return pool.submit(_measure_here, run, workload, repeats).result()
+
+
+# ---- a resident child: one kind loaded once, timed request by request (sweep.py --paired) ------------------------
+_RESIDENT: Dict[str, Render] = {}
+
+
+def _load_resident(run: LocalRun) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    _RESIDENT.update(build(run))
+
+
+def _render_seconds(pipeline: str, workload: Workload) -> float:
+    start = time.perf_counter()
+    _RESIDENT[pipeline](workload)
+    return time.perf_counter() - start
+
+
+@contextmanager
+def resident(run: LocalRun) -> Iterator[Callable[[str, Workload], float]]:
+    """`run` loaded once in a fresh child process, kept while the context is open; yields `seconds(pipeline,
+    workload)`: one render there, timed on the child's own clock (the waveform does not travel back)."""
+    log.info("%s %s: loading in a resident child process", run.kind, "+".join(run.pipelines))
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                                                initializer=_load_resident, initargs=(run,)) as pool:
+        yield lambda pipeline, workload: pool.submit(_render_seconds, pipeline, workload).result()

@@ -111,6 +111,7 @@ def markdown(result: Dict) -> str:
     if result.get("note"):
         lines += ["", f"> {result['note']}"]
     lines += _side_by_side(result["side_by_side"])
+    lines += _paired(result.get("paired", []))
     lines += ["", "## Concurrency sweep", "",
               "| pipeline | protocol | concurrency | requests (ok) | p50 ms | p90 ms | p99 ms | requests/s | "
               "server peak RSS MB |", "|---|---|---|---|---|---|---|---|---|"]
@@ -134,6 +135,21 @@ def _served_models(models: Dict[str, Dict]) -> str:
         text += "".join(f", {k}={v}" for k, v in sorted(config["parameters"].items()))
         groups.setdefault(text, []).append(name)
     return "; ".join(f"{', '.join(names)}: {text}" for text, names in groups.items())
+
+
+def _paired(rows: List[Dict]) -> List[str]:
+    if not rows:
+        return []
+    lines = ["", "## Served against in process, request by request", "",
+             "Each pair: one request in the resident local process, one served (concurrency 1), back to back, the "
+             "order alternating; the ratio is taken per pair, so drift over the run cancels.", "",
+             "| pipeline | mode | protocol | pairs | in process, median ms | served, median ms | served / in process, "
+             "median of pairs (range) |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['pipeline']} | {r['mode']} | {r['protocol']} | {len(r['ratios'])} | "
+                     f"{_ms(r['local_median_s'])} | {_ms(r['served_median_s'])} | {r['ratio_median']:.3f}× "
+                     f"({min(r['ratios']):.3f}–{max(r['ratios']):.3f}) |")
+    return lines
 
 
 def _side_by_side(rows: List[Dict]) -> List[str]:

@@ -12,7 +12,10 @@ same pipelines run eagerly (ppdiffusers / paddlenlp) and in-process on the expor
    then at each concurrency keeps that many requests in flight until --requests have completed, recording
    latency, throughput, Triton's per-model statistics over that point, and the peak RSS of the server process
    tree (tritonserver + its Python backend stubs).
-3. Writes <out-dir>/<name>.json, .md and .png, each stating the machine, the commit and this command line.
+3. With --paired N, still on that server: each local graph runtime loaded once in a resident child, then N
+   requests alternating between it and the served pipeline; the served / in-process ratio is taken per pair, so
+   the drift of a noisy machine over the run cancels instead of counting against whichever series ran later.
+4. Writes <out-dir>/<name>.json, .md and .png, each stating the machine, the commit and this command line.
 
 Exit status 1 when any request failed (the reports are written all the same). No timing is judged here:
 the machines this runs on are shared and noisy; compare ratios taken within one run.
@@ -24,7 +27,9 @@ import datetime
 import json
 import logging
 import shlex
+import statistics
 import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple
@@ -37,6 +42,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "client")]  # runs from a plain checkout a
 from benchmarks import local, report, served  # noqa: E402
 from benchmarks.workload import (DEFAULT_NEGATIVE_PROMPT, DEFAULT_PROMPT, IMAGE2MUSIC, PIPELINES,  # noqa: E402
                                  TEXT2MUSIC, Workload, synthetic_image)
+from musicgen_client import MusicClient  # noqa: E402
 from musicgen_client import interface as api  # noqa: E402
 
 log = logging.getLogger("benchmarks.sweep")
@@ -71,6 +77,11 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     load.add_argument("--local-repeats", type=int, default=3,
                       help="timed runs of each local mode after its warm-up (0: time the warm-up run itself)")
     load.add_argument("--timeout", type=float, default=3600.0, help="seconds a served request may take")
+    load.add_argument("--paired", type=int, default=0, metavar="N",
+                      help="with the server up: N requests, one at a time, alternating between each local graph "
+                      "runtime (loaded once, beside the server) and the served pipeline (first protocol); each "
+                      "pair's ratio cancels the machine's drift, which separate series (local modes first, the "
+                      "sweep after) count against served")
     work = parser.add_argument_group("the request (the same for every mode)")
     work.add_argument("--prompt", default=DEFAULT_PROMPT)
     work.add_argument("--negative-prompt", default=DEFAULT_NEGATIVE_PROMPT)
@@ -129,14 +140,21 @@ def check_weights(args: argparse.Namespace) -> None:
                          f"differ ({AudioLDMConfig.from_weights(args.weights)} vs {exported})")
 
 
-def run_local(args: argparse.Namespace, workload: Workload) -> List[Dict]:
+def local_runs(args: argparse.Namespace, kinds) -> List[local.LocalRun]:
+    """One run per kind of `kinds` that some pipeline asks for, holding those pipelines."""
     weights = local.Weights(args.weights, args.minigpt4_weights, args.chatglm_weights)
-    results = []
-    for kind in local.KINDS:
+    runs = []
+    for kind in kinds:
         pipelines = tuple(p for p in args.pipelines if kind in local_modes(args, p))
-        if not pipelines:
-            continue
-        run = local.LocalRun(kind, pipelines, args.repository.resolve(), weights, args.local_threads)
+        if pipelines:
+            runs.append(local.LocalRun(kind, pipelines, args.repository.resolve(), weights, args.local_threads))
+    return runs
+
+
+def run_local(args: argparse.Namespace, workload: Workload) -> List[Dict]:
+    results = []
+    for run in local_runs(args, local.KINDS):
+        kind = run.kind
         for result in local.measure(run, workload, args.local_repeats):
             log.info("%s/%s: median %.3f s, process peak RSS %.0f MB", result["pipeline"], kind, result["median_s"],
                      result["peak_rss_mb"])
@@ -202,6 +220,43 @@ def run_served(args: argparse.Namespace, workload: Workload, urls: Dict[str, str
             "warmups": warmups, "points": points,
             "server_peak_rss_mb": sampler.peak_bytes / 2**20 if sampler else None,
             "server_peak_processes": sampler.peak_processes if sampler else None}
+
+
+def run_paired(args: argparse.Namespace, workload: Workload, urls: Dict[str, str]) -> List[Dict]:
+    """Per pipeline and local graph runtime: after a warm-up of each, `--paired` requests alternating between the
+    resident local pipeline and the served one (which goes first alternates too), the reference seed each time."""
+    protocol, rows = args.protocols[0], []
+    for run in local_runs(args, local.RUNTIMES):
+        with local.resident(run) as local_seconds, MusicClient(urls[protocol], protocol, args.timeout) as client:
+            for pipeline in run.pipelines:
+                def served_seconds() -> float:
+                    start = time.perf_counter()
+                    served.SERVED_CALLS[pipeline](client, workload, workload.seed)
+                    return time.perf_counter() - start
+
+                local_seconds(pipeline, workload)  # warm-ups
+                served_seconds()
+                pairs = []
+                for i in range(args.paired):
+                    if i % 2:  # served first
+                        served_s = served_seconds()
+                        local_s = local_seconds(pipeline, workload)
+                    else:
+                        local_s = local_seconds(pipeline, workload)
+                        served_s = served_seconds()
+                    pairs.append((local_s, served_s))
+                    log.info("%s paired %d/%d: %s %.3f s, served %.3f s", pipeline, i + 1, args.paired, run.kind,
+                             *pairs[-1])
+                rows.append(paired_row(pipeline, run.kind, protocol, pairs))
+    return rows
+
+
+def paired_row(pipeline: str, kind: str, protocol: str, pairs: List[Tuple[float, float]]) -> Dict:
+    ratios = [served_s / local_s for local_s, served_s in pairs]
+    return {"pipeline": pipeline, "mode": kind, "protocol": protocol, "local_s": [p[0] for p in pairs],
+            "served_s": [p[1] for p in pairs], "ratios": ratios, "ratio_median": statistics.median(ratios),
+            "local_median_s": statistics.median(p[0] for p in pairs),
+            "served_median_s": statistics.median(p[1] for p in pairs)}
 
 
 def point_row(pipeline: str, protocol: str, concurrency: int, point: served.PointResult, stages: Dict, engine: Dict,
@@ -298,6 +353,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     local_results = run_local(args, workload)
     with endpoints(args) as (urls, pid):
         served_results = run_served(args, workload, urls, pid)
+        paired = run_paired(args, workload, urls) if args.paired else []
     rows = side_by_side(args.pipelines, local_results, served_results["warmups"], served_results["points"])
     failures = sum(p["failed"] for p in served_results["points"]) + sum(1 for w in served_results["warmups"] if w["error"])
     result = {
@@ -308,9 +364,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                      "concurrency": args.concurrency, "requests": {c: requests_at(args, c) for c in args.concurrency},
                      "protocols": args.protocols, "pipelines": args.pipelines,
                      "local_modes": {p: local_modes(args, p) for p in args.pipelines},
-                     "local_repeats": args.local_repeats, "local_threads": args.local_threads, "server": "given" if args.http_url or args.grpc_url else
+                     "local_repeats": args.local_repeats, "paired": args.paired, "local_threads": args.local_threads, "server": "given" if args.http_url or args.grpc_url else
                      "started by the harness"},
-        "local": local_results, **served_results, "side_by_side": rows, "failed_requests": failures,
+        "local": local_results, **served_results, "side_by_side": rows, "paired": paired, "failed_requests": failures,
         "all_succeeded": failures == 0,
     }
     for path in write_reports(result, args.out_dir, args.name):

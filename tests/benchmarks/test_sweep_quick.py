@@ -11,6 +11,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 PIPELINES = ["text2music", "image2music"]
 PROTOCOLS = ["http", "grpc"]
+PAIRS = 2
 LOCAL_MODES = {"text2music": ["eager", "onnxruntime", "paddle"], "image2music": ["onnxruntime"]}  # --quick's
 
 pytestmark = pytest.mark.e2e
@@ -22,7 +23,8 @@ def quick_run(model_repository, tiny_weights, tmp_path_factory):
     llm_weights = Path(model_repository).parent / "weights"
     cmd = [sys.executable, "benchmarks/sweep.py", "--quick", "--repository", str(model_repository),
            "--weights", str(tiny_weights), "--minigpt4-weights", str(llm_weights / "minigpt4-tiny"),
-           "--chatglm-weights", str(llm_weights / "chatglm-tiny"), "--out-dir", str(out), "--note", "test run"]
+           "--chatglm-weights", str(llm_weights / "chatglm-tiny"), "--out-dir", str(out), "--note", "test run",
+           "--paired", str(PAIRS)]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
     if proc.returncode != 0:
         pytest.fail(f"{' '.join(cmd)} exited {proc.returncode}:\n" + "\n".join(proc.stderr.splitlines()[-60:]),
@@ -71,3 +73,15 @@ def test_reports_record_machine_commit_and_command(quick_run):
     unet = result["served_models"]["audioldm_unet"]
     assert unet["parameters"]["backend"] == "onnxruntime" and unet["instances"] >= 1  # the exported defaults
     assert (quick_run / "sweep-quick.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_paired_requests_alternate_local_and_served(quick_run):
+    """--paired: each local graph runtime against the served pipeline, pair by pair, in the reports."""
+    result = json.loads((quick_run / "sweep-quick.json").read_text())
+    runtimes = {(p, k) for p in PIPELINES for k in LOCAL_MODES[p] if k != "eager"}
+    assert {(r["pipeline"], r["mode"]) for r in result["paired"]} == runtimes
+    for row in result["paired"]:
+        assert len(row["local_s"]) == len(row["served_s"]) == len(row["ratios"]) == PAIRS
+        assert all(s > 0 for s in row["local_s"] + row["served_s"]) and row["protocol"] == PROTOCOLS[0]
+        assert row["ratios"] == [s / l for l, s in zip(row["local_s"], row["served_s"])]
+    assert "## Served against in process, request by request" in (quick_run / "sweep-quick.md").read_text()
