@@ -110,7 +110,9 @@ def test_concurrent_requests_share_decode_steps_and_each_gets_its_answer_alone(s
                 for n, caption in zip((24, 9, 30, 17), ("a cat", "two dogs at night", "rain", "an empty stadium"))]
     requests += [(api.CAPTION, api.CAPTION, {api.IMAGE: np.array([png(seed)], dtype=object),
                                              api.MAX_NEW_TOKENS: np.array([n], dtype=np.int32)})
-                 for seed, n in ((1, 20), (2, 12), (3, 26))]
+                 # Budgets long enough that a caption still decodes while `execute` prepares the next one
+                 # (image decoding and encoding, one request after another): short ones could finish first.
+                 for seed, n in ((1, 200), (2, 150), (3, 250))]
 
     def answer(request):
         model, output, arrays = request
