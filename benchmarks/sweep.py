@@ -154,9 +154,8 @@ def local_runs(args: argparse.Namespace, kinds) -> List[local.LocalRun]:
 def run_local(args: argparse.Namespace, workload: Workload) -> List[Dict]:
     results = []
     for run in local_runs(args, local.KINDS):
-        kind = run.kind
         for result in local.measure(run, workload, args.local_repeats):
-            log.info("%s/%s: median %.3f s, process peak RSS %.0f MB", result["pipeline"], kind, result["median_s"],
+            log.info("%s/%s: median %.3f s, process peak RSS %.0f MB", result["pipeline"], run.kind, result["median_s"],
                      result["peak_rss_mb"])
             results.append(result)
     return results

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Dict, Iterator, List, Tuple
 
+from musicgen.precision import external_data_file
+
 logger = logging.getLogger(__name__)
 
 _CHUNK = 64 << 20  # bytes copied at a time: the largest buffer the attach step holds
@@ -172,7 +174,7 @@ def attach_external_weights(onnx_file: Path, program_file: Path, params_file: Pa
     unused = [n for n in names if n not in used]
     if unused:
         logger.info("%d parameters are not used by the graph (left out): %s", len(unused), unused[:5])
-    data_file = onnx_file.with_name(onnx_file.name + ".data")
+    data_file = onnx_file.with_name(external_data_file(onnx_file.name))
     with open(params_file, "rb") as source, open(data_file, "wb") as target:
         for name, tensor in parameters:
             if name not in used:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from export.core import ONNX_OPSET, configure_logging
 from export.external_data import attach_external_weights
+from musicgen.precision import external_data_file
 from musicgen.runtime import PADDLE_PARAMS, PADDLE_PROGRAM
 
 logger = logging.getLogger("export.onnx_convert")
@@ -34,7 +35,7 @@ def main(argv=None) -> int:
     configure_logging()
     program, params = args.paddle_dir / PADDLE_PROGRAM, args.paddle_dir / PADDLE_PARAMS
     external = params.stat().st_size > args.external_above
-    args.target.with_name(args.target.name + ".data").unlink(missing_ok=True)  # a previous export's weights
+    args.target.with_name(external_data_file(args.target.name)).unlink(missing_ok=True)  # a previous export's weights
     # The graph optimiser is off: onnxruntime optimises at load time, and paddle2onnx's optimiser would
     # otherwise try to pip-install its helpers at run time. An empty parameters path converts the program
     # alone: every parameter stays a named input of its nodes, filled in by attach_external_weights.

@@ -33,7 +33,7 @@ from typing import Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 
-from musicgen.precision import FP32, PRECISIONS, is_kv_cache, onnx_file
+from musicgen.precision import FP32, PRECISIONS, external_data_file, is_kv_cache, onnx_file
 from musicgen.runtime import ONNX_FILE, RuntimeOptions, open_graph
 from musicgen_client import interface as api
 
@@ -68,7 +68,7 @@ def write_variant(version_dir: Path, precision: str, calibration: Sequence[Feeds
 
     version_dir = Path(version_dir)
     source, target = version_dir / ONNX_FILE, version_dir / onnx_file(precision)
-    target.with_name(f"{target.name}.data").unlink(missing_ok=True)  # a stale one: appended to, or left over
+    target.with_name(external_data_file(target.name)).unlink(missing_ok=True)  # a stale one: appended to, or left over
     # A graph past protobuf's 2 GB keeps its weights in `model.onnx.data` (export.external_data). Nothing may then
     # serialize the whole model in memory: the fp16 converter's shape inference and the quantizers would fail.
     external = has_external_data(version_dir)
@@ -89,7 +89,7 @@ def write_variant(version_dir: Path, precision: str, calibration: Sequence[Feeds
     with tempfile.TemporaryDirectory(dir=version_dir) as tmp:
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True, save_as_external_data=external,
-                          all_tensors_to_one_file=True, external_data_location=f"{prepared.name}.data")
+                          all_tensors_to_one_file=True, external_data_location=external_data_file(prepared.name))
         if precision == "int8-dynamic":
             quantize_dynamic(prepared, target, weight_type=QuantType.QInt8, per_channel=False,
                              use_external_data_format=external)
@@ -123,7 +123,7 @@ def _load_with_inferred_shapes(path: Path):
 
 def has_external_data(version_dir: Path) -> bool:
     """Whether the folder's fp32 graph keeps its weights outside the protobuf."""
-    return (Path(version_dir) / f"{ONNX_FILE}.data").exists()
+    return (Path(version_dir) / external_data_file(ONNX_FILE)).exists()
 
 
 # Kept in fp32 inside the LLMs' fp16 graphs: LLaMA's RMSNorm squares the hidden state and averages it (Pow,
@@ -152,7 +152,7 @@ def _save(model, target: Path) -> None:
 
     external = model.ByteSize() > PROTOBUF_LIMIT
     onnx.save(model, str(target), save_as_external_data=external, all_tensors_to_one_file=True,
-              location=f"{target.name}.data")
+              location=external_data_file(target.name))
 
 
 def _omit_empty_resize_scales(model) -> None:

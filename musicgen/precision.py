@@ -25,6 +25,12 @@ def onnx_file(precision: str) -> str:
     return ONNX_FILE if precision == FP32 else f"model.{precision}.onnx"
 
 
+def external_data_file(graph: str) -> str:
+    """Where an ONNX graph past protobuf's 2 GB keeps its weights: `<graph file>.data` beside it (ONNX external
+    data), for every graph file the export writes; the manifest and the runtime look for it by this name."""
+    return f"{graph}.data"
+
+
 def parse_precisions(text: str, components: Sequence[str]) -> Dict[str, str]:
     """`int8-static` (every component) or `unet=int8-static,vocoder=fp16` → {component: precision}.
 

@@ -18,7 +18,7 @@ from musicgen_client.interface import COMPONENTS_BY_NAME
 from . import manifest
 from .cuda_graphs import CudaGraphRunner
 from .devices import onnx_providers, require_device_providers
-from .precision import FP32, ONNX_FILE, PRECISIONS, onnx_file  # noqa: F401 - ONNX_FILE: the fp32 graph, for callers
+from .precision import FP32, ONNX_FILE, PRECISIONS, external_data_file, onnx_file  # noqa: F401 - ONNX_FILE: the fp32 graph, for callers
 
 logger = logging.getLogger(__name__)
 
@@ -135,7 +135,8 @@ def verify_graph(version_dir: Path, options: RuntimeOptions) -> None:
         files = [f"{PADDLE_DIR}/{PADDLE_PROGRAM}", f"{PADDLE_DIR}/{PADDLE_PARAMS}"]
     else:
         graph = onnx_file(options.precision)
-        files = [graph] + ([f"{graph}.data"] if (Path(version_dir) / f"{graph}.data").exists() else [])
+        data = external_data_file(graph)
+        files = [graph] + ([data] if (Path(version_dir) / data).exists() else [])
     manifest.verify(version_dir, files)
 
 
